@@ -1,0 +1,1 @@
+//! An in-process Pexip Management API simulator, for `maxconf dev` and tests.
