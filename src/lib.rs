@@ -1,5 +1,17 @@
 //! maxconf: hands out pre-created Pexip Virtual Meeting Rooms from an Azure Storage Queue pool,
 //! served as an Azure Functions custom handler.
 
+pub mod app;
+pub mod broker;
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod pexip;
 pub mod pool;
+pub mod room;
+pub mod routes;
+pub mod secret;
 pub mod sim;
+pub mod telemetry;
+pub mod tls;
+pub mod uui;

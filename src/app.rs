@@ -1,0 +1,64 @@
+//! Builds the service from settings; used alike by `maxconf serve`, `maxconf dev` and tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+use crate::config::{AuthMode, Settings};
+use crate::pexip::PexipClient;
+use crate::pool::Queue;
+use crate::routes::{self, AppState};
+
+/// Storage requests are short; a stuck one must not hold a create for long.
+const STORAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Pexip(#[from] crate::pexip::PexipError),
+    #[error("{0}")]
+    Queue(#[from] crate::pool::QueueError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The two queues, on Azure Storage (or Azurite) as the settings say.
+pub fn azure_queues(settings: &Settings) -> Result<(Queue, Queue), StartError> {
+    let conn = &settings.pool.connection;
+    Ok((
+        Queue::azure(conn, &settings.pool.queue_name, STORAGE_TIMEOUT)?,
+        Queue::azure(conn, &settings.pool.deletion_queue_name, STORAGE_TIMEOUT)?,
+    ))
+}
+
+/// The shared state over the given queues. Queues are created if missing; a storage outage at
+/// start-up is logged, not fatal (the host would only restart us into the same outage).
+pub async fn state(settings: Settings, pool: Queue, deletions: Queue) -> Result<AppState, StartError> {
+    if matches!(settings.auth, AuthMode::None) {
+        tracing::warn!("AUTH_MODE=none: private routes accept any caller that reaches the function");
+    }
+    for queue in [&pool, &deletions] {
+        if let Err(e) = queue.create_if_missing().await {
+            tracing::warn!(queue = queue.name(), error = %e, "could not make sure the queue exists");
+        }
+    }
+    let pexip = PexipClient::new(&settings.pexip)?;
+    let broker = Arc::new(Broker::new(Arc::new(settings), pexip, pool, deletions));
+    Ok(AppState { broker })
+}
+
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Binds `127.0.0.1:<port>` (the host talks to us on loopback; 0 picks a free port).
+pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await
+}
+
+pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}

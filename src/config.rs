@@ -1,0 +1,604 @@
+//! Settings, read once from the environment at start-up and validated.
+//!
+//! Names and defaults are the ones SPEC.md lists. A missing or malformed setting is a
+//! [`ConfigError`] naming the setting and the rule it broke; `main` prints it on one line and exits.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::pool::connection::{self, StorageConnection};
+use crate::secret::Secret;
+
+/// One bad setting: its name and the rule it broke. Never carries a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {rule}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub rule: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+/// What create does when the pool has no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyFallback {
+    /// Create a room on demand (it may take Pexip ~90 s to make it dialable).
+    Create,
+    /// Answer 503 with `Retry-After`.
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How maxconf authenticates to the Pexip Management API.
+#[derive(Debug, Clone)]
+pub enum PexipAuth {
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// OAuth2 client credentials with an ES256 JWT assertion; `private_key_pem` is PKCS#8 PEM text.
+    OAuth {
+        client_id: String,
+        private_key_pem: Secret,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PexipSettings {
+    pub base_url: Url,
+    pub auth: PexipAuth,
+    pub ca_cert_pem: Option<String>,
+    pub timeout: Duration,
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// The connection name (`POOL_QUEUE_CONNECTION`), kept for messages.
+    pub connection_name: String,
+    pub connection: StorageConnection,
+    pub queue_name: String,
+    pub deletion_queue_name: String,
+    pub target_size: u32,
+    pub warmup: Duration,
+    pub empty_fallback: EmptyFallback,
+    pub gc_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    pub name_prefix: String,
+    pub pin_length: usize,
+    /// Extra fields merged into every new room's create body.
+    pub template: Map<String, Value>,
+    pub max_age: Duration,
+    pub persistent_prefixes: Vec<String>,
+}
+
+impl RoomSettings {
+    /// Persistent rooms are never deleted and never handed out.
+    pub fn is_persistent(&self, name: &str) -> bool {
+        self.persistent_prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_str()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UuiSettings {
+    pub allowed_hosts: Vec<String>,
+    /// With `{host}` and `{video_call_id}` placeholders.
+    pub tag_template: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// No token check in the function (APIM still validates); warned at start-up.
+    None,
+    Entra {
+        tenant_id: String,
+        audiences: Vec<String>,
+        required_role: Option<String>,
+        openid_config_url: Option<Url>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct EventSinkCredentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenesysSettings {
+    pub api_base: Url,
+    /// Empty: the public room lookup is disabled (404).
+    pub allowed_divisions: Vec<String>,
+}
+
+/// Everything maxconf reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT` when the host set it.
+    pub port: Option<u16>,
+    pub pool: PoolSettings,
+    pub pexip: PexipSettings,
+    pub rooms: RoomSettings,
+    pub uui: UuiSettings,
+    pub auth: AuthMode,
+    pub event_sink: Option<EventSinkCredentials>,
+    pub genesys: GenesysSettings,
+    pub log_format: LogFormat,
+}
+
+/// Fields the service sets itself on a new room; `ROOM_TEMPLATE` may not override them.
+const RESERVED_ROOM_FIELDS: &[&str] = &[
+    "name",
+    "aliases",
+    "pin",
+    "guest_pin",
+    "allow_guests",
+    "service_type",
+    "tag",
+    "description",
+];
+
+pub const DEFAULT_TAG_URL_TEMPLATE: &str =
+    "https://{host}.gov.bc.ca/idcheck/protected/video/{video_call_id}";
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests and `maxconf dev`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+
+        let port = env.parse_opt::<u16>("FUNCTIONS_CUSTOMHANDLER_PORT", "a TCP port number")?;
+
+        let connection_name = env.string_or("POOL_QUEUE_CONNECTION", "AzureWebJobsStorage")?;
+        let connection = connection::resolve(&connection_name, &lookup)
+            .map_err(|e| ConfigError::new(e.setting, e.rule))?;
+        let pool = PoolSettings {
+            connection,
+            queue_name: env.queue_name("POOL_QUEUE_NAME", "room-creation-queue")?,
+            deletion_queue_name: env.queue_name("DELETION_QUEUE_NAME", "room-deletion-queue")?,
+            target_size: env.ranged("POOL_TARGET_SIZE", 10, 0, 10_000)? as u32,
+            warmup: Duration::from_secs(env.ranged("POOL_WARMUP_SECS", 90, 0, 3_600)?),
+            empty_fallback: match env.string_or("POOL_EMPTY_FALLBACK", "create")?.as_str() {
+                "create" => EmptyFallback::Create,
+                "reject" => EmptyFallback::Reject,
+                _ => {
+                    return Err(ConfigError::new(
+                        "POOL_EMPTY_FALLBACK",
+                        "must be `create` or `reject`",
+                    ));
+                }
+            },
+            gc_grace: Duration::from_secs(env.ranged("GC_GRACE_SECS", 600, 0, 7 * 24 * 3_600)?),
+            connection_name,
+        };
+
+        let pexip = PexipSettings {
+            base_url: env.base_url("PEXIP_BASE_URL")?,
+            auth: pexip_auth(&env)?,
+            ca_cert_pem: match env.get("PEXIP_CA_CERT") {
+                None => None,
+                Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Some(pem),
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "PEXIP_CA_CERT",
+                        "must be PEM text with a BEGIN CERTIFICATE block",
+                    ));
+                }
+            },
+            timeout: Duration::from_secs(env.ranged("PEXIP_TIMEOUT_SECS", 10, 1, 120)?),
+            max_concurrency: env.ranged("PEXIP_MAX_CONCURRENCY", 5, 1, 100)? as usize,
+        };
+
+        let name_prefix = env.string_or("ROOM_NAME_PREFIX", "")?;
+        if !name_prefix.chars().all(crate::room::is_room_name_char) || name_prefix.len() > 200 {
+            return Err(ConfigError::new(
+                "ROOM_NAME_PREFIX",
+                "at most 200 characters of [A-Za-z0-9._~=+-]",
+            ));
+        }
+        let rooms = RoomSettings {
+            name_prefix,
+            pin_length: env.ranged("ROOM_PIN_LENGTH", 6, 4, 20)? as usize,
+            template: room_template(&env)?,
+            max_age: Duration::from_secs(3_600 * env.ranged("ROOM_MAX_AGE_HOURS", 24, 1, 24 * 365)?),
+            persistent_prefixes: env.list_or("PERSISTENT_ROOM_PREFIXES", "test_,vkiosk_")?,
+        };
+
+        let tag_template = env.string_or("TAG_URL_TEMPLATE", DEFAULT_TAG_URL_TEMPLATE)?;
+        if !tag_template.contains("{video_call_id}") {
+            return Err(ConfigError::new(
+                "TAG_URL_TEMPLATE",
+                "must contain the {video_call_id} placeholder",
+            ));
+        }
+        let uui = UuiSettings {
+            allowed_hosts: env.list_or("UUI_ALLOWED_HOSTS", "id,idtest,iddev")?,
+            tag_template,
+        };
+        if uui.allowed_hosts.is_empty() {
+            return Err(ConfigError::new(
+                "UUI_ALLOWED_HOSTS",
+                "must name at least one host",
+            ));
+        }
+
+        let auth = match env.get("AUTH_MODE").as_deref() {
+            Some("none") => AuthMode::None,
+            Some("entra") => AuthMode::Entra {
+                tenant_id: env.required("AUTH_TENANT_ID", "required when AUTH_MODE=entra")?,
+                audiences: {
+                    let list = env.list_or("AUTH_AUDIENCE", "")?;
+                    if list.is_empty() {
+                        return Err(ConfigError::new(
+                            "AUTH_AUDIENCE",
+                            "required when AUTH_MODE=entra",
+                        ));
+                    }
+                    list
+                },
+                required_role: env.get("AUTH_REQUIRED_ROLE"),
+                openid_config_url: match env.get("AUTH_OPENID_CONFIG_URL") {
+                    None => None,
+                    Some(_) => Some(env.base_url("AUTH_OPENID_CONFIG_URL")?),
+                },
+            },
+            Some(_) => return Err(ConfigError::new("AUTH_MODE", "must be `entra` or `none`")),
+            None => {
+                return Err(ConfigError::new(
+                    "AUTH_MODE",
+                    "is required: `entra` (validate Entra ID tokens) or `none`",
+                ));
+            }
+        };
+
+        let event_sink = match (env.get("EVENT_SINK_USERNAME"), env.get("EVENT_SINK_PASSWORD")) {
+            (Some(username), Some(password)) => Some(EventSinkCredentials {
+                username,
+                password: Secret::new(password),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "EVENT_SINK_PASSWORD",
+                    "required when EVENT_SINK_USERNAME is set",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "EVENT_SINK_USERNAME",
+                    "required when EVENT_SINK_PASSWORD is set",
+                ));
+            }
+        };
+
+        let genesys = GenesysSettings {
+            api_base: match env.get("GENESYS_API_BASE") {
+                None => Url::parse("https://api.cac1.pure.cloud").expect("valid default"),
+                Some(_) => env.base_url("GENESYS_API_BASE")?,
+            },
+            allowed_divisions: env.list_or("GENESYS_ALLOWED_DIVISIONS", "")?,
+        };
+
+        let log_format = match env.string_or("LOG_FORMAT", "text")?.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(ConfigError::new("LOG_FORMAT", "must be `text` or `json`")),
+        };
+
+        Ok(Self {
+            port,
+            pool,
+            pexip,
+            rooms,
+            uui,
+            auth,
+            event_sink,
+            genesys,
+            log_format,
+        })
+    }
+}
+
+fn pexip_auth(env: &Env<'_>) -> Result<PexipAuth, ConfigError> {
+    let client_id = env.get("PEXIP_OAUTH_CLIENT_ID");
+    let key = env.get("PEXIP_OAUTH_PRIVATE_KEY");
+    let username = env.get("PEXIP_USERNAME");
+    let password = env.get("PEXIP_PASSWORD");
+    match (client_id, key, username, password) {
+        (Some(client_id), Some(key), _, _) => Ok(PexipAuth::OAuth {
+            client_id,
+            private_key_pem: crate::pexip::auth::parse_private_key(&key)
+                .map_err(|rule| ConfigError::new("PEXIP_OAUTH_PRIVATE_KEY", rule))?,
+        }),
+        (Some(_), None, _, _) => Err(ConfigError::new(
+            "PEXIP_OAUTH_PRIVATE_KEY",
+            "required when PEXIP_OAUTH_CLIENT_ID is set",
+        )),
+        (None, Some(_), _, _) => Err(ConfigError::new(
+            "PEXIP_OAUTH_CLIENT_ID",
+            "required when PEXIP_OAUTH_PRIVATE_KEY is set",
+        )),
+        (None, None, Some(username), Some(password)) => Ok(PexipAuth::Basic {
+            username,
+            password: Secret::new(password),
+        }),
+        (None, None, Some(_), None) => Err(ConfigError::new(
+            "PEXIP_PASSWORD",
+            "required when PEXIP_USERNAME is set",
+        )),
+        (None, None, None, _) => Err(ConfigError::new(
+            "PEXIP_OAUTH_CLIENT_ID",
+            "Pexip credentials are required: PEXIP_OAUTH_CLIENT_ID and PEXIP_OAUTH_PRIVATE_KEY, \
+             or PEXIP_USERNAME and PEXIP_PASSWORD",
+        )),
+    }
+}
+
+fn room_template(env: &Env<'_>) -> Result<Map<String, Value>, ConfigError> {
+    let raw = env.string_or("ROOM_TEMPLATE", "{}")?;
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&raw) else {
+        return Err(ConfigError::new("ROOM_TEMPLATE", "must be a JSON object"));
+    };
+    if let Some(key) = map.keys().find(|k| RESERVED_ROOM_FIELDS.contains(&k.as_str())) {
+        return Err(ConfigError::new(
+            "ROOM_TEMPLATE",
+            format!("may not set `{key}`: maxconf sets it on every room"),
+        ));
+    }
+    Ok(map)
+}
+
+/// Typed reads over a lookup function. Empty values count as unset, as in App Service.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, name: &str, rule: &str) -> Result<String, ConfigError> {
+        self.get(name).ok_or_else(|| ConfigError::new(name, rule))
+    }
+
+    fn string_or(&self, name: &str, default: &str) -> Result<String, ConfigError> {
+        Ok(self.get(name).unwrap_or_else(|| default.to_owned()))
+    }
+
+    fn parse_opt<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.get(name)
+            .map(|v| {
+                v.trim()
+                    .parse::<T>()
+                    .map_err(|_| ConfigError::new(name, format!("must be {what}")))
+            })
+            .transpose()
+    }
+
+    fn ranged(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let value = self
+            .parse_opt::<u64>(name, &format!("a whole number from {min} to {max}"))?
+            .unwrap_or(default);
+        if !(min..=max).contains(&value) {
+            return Err(ConfigError::new(
+                name,
+                format!("must be a whole number from {min} to {max}"),
+            ));
+        }
+        Ok(value)
+    }
+
+    fn list_or(&self, name: &str, default: &str) -> Result<Vec<String>, ConfigError> {
+        Ok(self
+            .string_or(name, default)?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn base_url(&self, name: &str) -> Result<Url, ConfigError> {
+        let raw = self.required(name, "is required")?;
+        let url = Url::parse(raw.trim())
+            .map_err(|_| ConfigError::new(name, "must be an absolute http(s) URL"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(ConfigError::new(name, "must be an absolute http(s) URL"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ConfigError::new(
+                name,
+                "must not carry credentials in the URL",
+            ));
+        }
+        Ok(url)
+    }
+
+    /// Azure queue names: 3..63 of lowercase letters, digits and single hyphens.
+    fn queue_name(&self, name: &str, default: &str) -> Result<String, ConfigError> {
+        let value = self.string_or(name, default)?;
+        let valid = (3..=63).contains(&value.len())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !value.starts_with('-')
+            && !value.ends_with('-')
+            && !value.contains("--");
+        if !valid {
+            return Err(ConfigError::new(
+                name,
+                "must be a valid Azure queue name (3-63 lowercase letters, digits, single hyphens)",
+            ));
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        [
+            ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+            ("PEXIP_BASE_URL", "https://pexip.example.org"),
+            ("PEXIP_USERNAME", "admin"),
+            ("PEXIP_PASSWORD", "s3cret-pexip"),
+            ("AUTH_MODE", "none"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn load(vars: &HashMap<String, String>) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    fn error_for(overrides: &[(&str, &str)], removed: &[&str]) -> ConfigError {
+        let mut vars = base();
+        for key in removed {
+            vars.remove(*key);
+        }
+        for (k, v) in overrides {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        load(&vars).expect_err("settings should be rejected")
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = load(&base()).unwrap();
+        assert_eq!(s.pool.queue_name, "room-creation-queue");
+        assert_eq!(s.pool.deletion_queue_name, "room-deletion-queue");
+        assert_eq!(s.pool.target_size, 10);
+        assert_eq!(s.pool.warmup, Duration::from_secs(90));
+        assert_eq!(s.pool.empty_fallback, EmptyFallback::Create);
+        assert_eq!(s.pool.gc_grace, Duration::from_secs(600));
+        assert_eq!(s.pexip.timeout, Duration::from_secs(10));
+        assert_eq!(s.pexip.max_concurrency, 5);
+        assert_eq!(s.rooms.pin_length, 6);
+        assert_eq!(s.rooms.name_prefix, "");
+        assert!(s.rooms.template.is_empty());
+        assert_eq!(s.rooms.max_age, Duration::from_secs(24 * 3600));
+        assert_eq!(s.rooms.persistent_prefixes, ["test_", "vkiosk_"]);
+        assert_eq!(s.uui.allowed_hosts, ["id", "idtest", "iddev"]);
+        assert_eq!(s.uui.tag_template, DEFAULT_TAG_URL_TEMPLATE);
+        assert_eq!(s.genesys.api_base.as_str(), "https://api.cac1.pure.cloud/");
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert!(s.event_sink.is_none());
+        assert!(s.port.is_none());
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        let cases: &[(&[(&str, &str)], &[&str], &str)] = &[
+            (&[], &["AUTH_MODE"], "AUTH_MODE"),
+            (&[("AUTH_MODE", "maybe")], &[], "AUTH_MODE"),
+            (&[("AUTH_MODE", "entra")], &[], "AUTH_TENANT_ID"),
+            (
+                &[("AUTH_MODE", "entra"), ("AUTH_TENANT_ID", "t")],
+                &[],
+                "AUTH_AUDIENCE",
+            ),
+            (&[], &["PEXIP_BASE_URL"], "PEXIP_BASE_URL"),
+            (&[("PEXIP_BASE_URL", "not a url")], &[], "PEXIP_BASE_URL"),
+            (&[("PEXIP_BASE_URL", "ftp://x")], &[], "PEXIP_BASE_URL"),
+            (
+                &[],
+                &["PEXIP_USERNAME", "PEXIP_PASSWORD"],
+                "PEXIP_OAUTH_CLIENT_ID",
+            ),
+            (&[], &["PEXIP_PASSWORD"], "PEXIP_PASSWORD"),
+            (
+                &[("PEXIP_OAUTH_CLIENT_ID", "c")],
+                &[],
+                "PEXIP_OAUTH_PRIVATE_KEY",
+            ),
+            (
+                &[
+                    ("PEXIP_OAUTH_CLIENT_ID", "c"),
+                    ("PEXIP_OAUTH_PRIVATE_KEY", "garbage"),
+                ],
+                &[],
+                "PEXIP_OAUTH_PRIVATE_KEY",
+            ),
+            (&[("POOL_TARGET_SIZE", "-1")], &[], "POOL_TARGET_SIZE"),
+            (&[("POOL_TARGET_SIZE", "ten")], &[], "POOL_TARGET_SIZE"),
+            (&[("POOL_EMPTY_FALLBACK", "wait")], &[], "POOL_EMPTY_FALLBACK"),
+            (&[("POOL_QUEUE_NAME", "Bad_Name")], &[], "POOL_QUEUE_NAME"),
+            (&[("ROOM_PIN_LENGTH", "3")], &[], "ROOM_PIN_LENGTH"),
+            (&[("ROOM_PIN_LENGTH", "21")], &[], "ROOM_PIN_LENGTH"),
+            (&[("ROOM_TEMPLATE", "[1]")], &[], "ROOM_TEMPLATE"),
+            (&[("ROOM_TEMPLATE", r#"{"pin":"1"}"#)], &[], "ROOM_TEMPLATE"),
+            (&[("ROOM_NAME_PREFIX", "a/b")], &[], "ROOM_NAME_PREFIX"),
+            (&[("PEXIP_TIMEOUT_SECS", "0")], &[], "PEXIP_TIMEOUT_SECS"),
+            (&[("PEXIP_MAX_CONCURRENCY", "0")], &[], "PEXIP_MAX_CONCURRENCY"),
+            (&[("PEXIP_CA_CERT", "nope")], &[], "PEXIP_CA_CERT"),
+            (&[("TAG_URL_TEMPLATE", "https://x/")], &[], "TAG_URL_TEMPLATE"),
+            (&[("UUI_ALLOWED_HOSTS", " , ")], &[], "UUI_ALLOWED_HOSTS"),
+            (&[("LOG_FORMAT", "xml")], &[], "LOG_FORMAT"),
+            (
+                &[("FUNCTIONS_CUSTOMHANDLER_PORT", "99999")],
+                &[],
+                "FUNCTIONS_CUSTOMHANDLER_PORT",
+            ),
+            (&[("EVENT_SINK_USERNAME", "u")], &[], "EVENT_SINK_PASSWORD"),
+            (&[], &["AzureWebJobsStorage"], "AzureWebJobsStorage"),
+        ];
+        for (overrides, removed, setting) in cases {
+            let err = error_for(overrides, removed);
+            assert_eq!(&err.setting, setting, "{overrides:?} {removed:?} gave {err}");
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let mut vars = base();
+        vars.insert("EVENT_SINK_USERNAME".into(), "pexip".into());
+        vars.insert("EVENT_SINK_PASSWORD".into(), "sink-pass-123".into());
+        let s = load(&vars).unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("s3cret-pexip"), "{debug}");
+        assert!(!debug.contains("sink-pass-123"), "{debug}");
+        // The well-known Azurite key is a secret like any account key.
+        assert!(!debug.contains("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu"));
+    }
+
+    #[test]
+    fn persistent_prefixes_match_by_prefix() {
+        let s = load(&base()).unwrap();
+        assert!(s.rooms.is_persistent("test_room"));
+        assert!(s.rooms.is_persistent("vkiosk_1"));
+        assert!(!s.rooms.is_persistent("Xtest_room"));
+    }
+}

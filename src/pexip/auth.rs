@@ -1,0 +1,244 @@
+//! Credentials for the Management API: HTTP Basic, or OAuth2 client credentials with an
+//! ES256 JWT assertion, the token cached and refreshed before it expires.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use url::Url;
+
+use super::PexipError;
+use crate::secret::Secret;
+
+/// Refresh this long before expiry (pexshell does the same), or at half-life for short tokens.
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// Accepts PKCS#8 PEM text or base64 of it (as the original kept `pexip_jwt_key`); checks it
+/// is an EC key jsonwebtoken can sign with. The error is a rule, never the key.
+pub fn parse_private_key(raw: &str) -> Result<Secret, String> {
+    let raw = raw.trim();
+    let pem = if raw.contains("-----BEGIN") {
+        raw.to_owned()
+    } else {
+        let compact: String = raw.split_whitespace().collect();
+        let bytes = STANDARD
+            .decode(compact)
+            .map_err(|_| "must be PEM text or base64 of PEM text".to_owned())?;
+        String::from_utf8(bytes).map_err(|_| "must be PEM text or base64 of PEM text".to_owned())?
+    };
+    if pem.contains("BEGIN EC PRIVATE KEY") {
+        return Err("must be a PKCS#8 key (BEGIN PRIVATE KEY); convert it with \
+                    `openssl pkcs8 -topk8 -nocrypt`"
+            .into());
+    }
+    EncodingKey::from_ec_pem(pem.as_bytes())
+        .map_err(|_| "must be an EC P-256 private key in PKCS#8 PEM".to_owned())?;
+    Ok(Secret::new(pem))
+}
+
+pub(crate) enum Credentials {
+    Basic { username: String, password: Secret },
+    OAuth(OAuth),
+}
+
+impl Credentials {
+    /// The `Authorization` header value for the next request.
+    pub(crate) async fn header(&self, http: &reqwest::Client) -> Result<Secret, PexipError> {
+        match self {
+            Self::Basic { username, password } => Ok(Secret::new(format!(
+                "Basic {}",
+                STANDARD.encode(format!("{username}:{}", password.expose()))
+            ))),
+            Self::OAuth(oauth) => Ok(Secret::new(format!(
+                "Bearer {}",
+                oauth.token(http).await?.expose()
+            ))),
+        }
+    }
+
+    /// After a 401: forget the token that was refused so the next header fetches a new one.
+    /// Returns false when there is nothing to refresh (Basic), so the 401 stands.
+    pub(crate) async fn invalidate(&self, refused: &Secret) -> bool {
+        match self {
+            Self::Basic { .. } => false,
+            Self::OAuth(oauth) => {
+                let mut cached = oauth.cached.lock().await;
+                if cached
+                    .as_ref()
+                    .is_some_and(|t| format!("Bearer {}", t.value.expose()) == refused.expose())
+                {
+                    *cached = None;
+                }
+                true
+            }
+        }
+    }
+}
+
+pub(crate) struct OAuth {
+    client_id: String,
+    key: EncodingKey,
+    token_url: Url,
+    timeout: Duration,
+    /// Held across a refresh, so only one refresh runs at a time.
+    cached: Mutex<Option<CachedToken>>,
+}
+
+struct CachedToken {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+#[derive(Serialize)]
+struct Assertion<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: String,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default = "default_expires_in")]
+    expires_in: u64,
+}
+
+fn default_expires_in() -> u64 {
+    3600
+}
+
+impl OAuth {
+    pub(crate) fn new(
+        client_id: String,
+        key_pem: &Secret,
+        base_url: &Url,
+        timeout: Duration,
+    ) -> Result<Self, PexipError> {
+        let key = EncodingKey::from_ec_pem(key_pem.expose().as_bytes())
+            .map_err(|_| PexipError::Config("PEXIP_OAUTH_PRIVATE_KEY is not usable".into()))?;
+        let token_url = base_url
+            .join("/oauth/token/")
+            .map_err(|_| PexipError::Config("PEXIP_BASE_URL cannot hold /oauth/token/".into()))?;
+        Ok(Self {
+            client_id,
+            key,
+            token_url,
+            timeout,
+            cached: Mutex::new(None),
+        })
+    }
+
+    async fn token(&self, http: &reqwest::Client) -> Result<Secret, PexipError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(token) = cached.as_ref()
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token.value.clone());
+        }
+        let fresh = self.fetch(http).await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    async fn fetch(&self, http: &reqwest::Client) -> Result<CachedToken, PexipError> {
+        let started = Instant::now();
+        let assertion = self.assertion()?;
+        let form = [
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ];
+        let response = http
+            .post(self.token_url.clone())
+            .timeout(self.timeout)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| PexipError::from_transport("POST /oauth/token/", &e))?;
+        let status = response.status();
+        tracing::debug!(
+            method = "POST",
+            path = "/oauth/token/",
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pexip token request"
+        );
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(PexipError::Unavailable(format!(
+                "token endpoint answered {status}"
+            )));
+        }
+        if !status.is_success() {
+            return Err(PexipError::Auth(format!(
+                "token endpoint refused the client credentials ({status})"
+            )));
+        }
+        let body: TokenResponse = response
+            .json()
+            .await
+            .map_err(|_| PexipError::Unavailable("token endpoint sent an unreadable answer".into()))?;
+        let lifetime = Duration::from_secs(body.expires_in.max(1));
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        Ok(CachedToken {
+            value: Secret::new(body.access_token),
+            refresh_at: started + lifetime - margin,
+        })
+    }
+
+    fn assertion(&self) -> Result<String, PexipError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let claims = Assertion {
+            iss: &self.client_id,
+            sub: &self.client_id,
+            aud: self.token_url.as_str(),
+            iat: now,
+            exp: now + 60,
+            jti: crate::room::new_room_name(""),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &self.key)
+            .map_err(|_| PexipError::Config("could not sign the OAuth2 client assertion".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A throwaway P-256 key made for these tests.
+    pub(crate) const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgjlz8epwBTei4uK3T
+XdG/bW5cWhrd8v9AuOyMnBcBZ0ahRANCAAShh54imYu0t7Xyg+WHquB3h/dppQIg
+mxIBVzSdiMjjKlERWdsxVOswWB7XES1QyIB9JYiN5db4pV2pfpy6wgQa
+-----END PRIVATE KEY-----";
+
+    #[test]
+    fn accepts_pem_and_base64_pem_and_hides_it() {
+        let pem = parse_private_key(TEST_KEY).unwrap();
+        assert_eq!(format!("{pem:?}"), "[redacted]");
+        let b64 = STANDARD.encode(TEST_KEY);
+        assert_eq!(parse_private_key(&b64).unwrap().expose(), pem.expose());
+    }
+
+    #[test]
+    fn rejects_other_keys_without_echoing_them() {
+        for bad in ["not a key", "bm90IGEga2V5", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"] {
+            let err = parse_private_key(bad).unwrap_err();
+            assert!(!err.contains(bad), "{err}");
+        }
+        let sec1 = "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----";
+        assert!(parse_private_key(sec1).unwrap_err().contains("PKCS#8"));
+    }
+}

@@ -1,0 +1,178 @@
+//! The `maxconf` binary as a process: start-up settings errors, the Functions host's start-up
+//! and forwarded requests, and `maxconf dev`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::app::{SPEC_UUI, test_env};
+use maxconf::sim::{SimConfig, Simulator};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_maxconf");
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `/` as the host does until the process answers.
+async fn wait_until_up(port: u16, child: &mut Child) {
+    maxconf::tls::ensure_crypto_provider();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/")).await {
+            assert!(response.status().is_success());
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("maxconf exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "maxconf did not answer on port {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn run_with_env(env: &[(&str, &str)]) -> (i32, String) {
+    let output = Command::new(BIN)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    let good = [
+        ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+        ("PEXIP_BASE_URL", "https://pexip.example.org"),
+        ("PEXIP_USERNAME", "admin"),
+        ("PEXIP_PASSWORD", "very-secret-password"),
+        ("AUTH_MODE", "none"),
+    ];
+    let cases: &[(&str, Option<&str>)] = &[
+        ("AUTH_MODE", None),
+        ("PEXIP_BASE_URL", Some("pexip.example.org")),
+        ("POOL_TARGET_SIZE", Some("many")),
+        ("ROOM_PIN_LENGTH", Some("2")),
+        ("POOL_EMPTY_FALLBACK", Some("maybe")),
+        ("AzureWebJobsStorage", Some("AccountName=x")),
+    ];
+    for (setting, value) in cases {
+        let env: Vec<(&str, &str)> = good
+            .iter()
+            .copied()
+            .filter(|(k, _)| k != setting)
+            .chain(value.map(|v| (*setting, v)))
+            .collect();
+        let (code, stderr) = run_with_env(&env);
+        assert_eq!(code, 2, "{setting}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(setting), "{setting} named in: {stderr}");
+        assert!(!stderr.contains("very-secret-password"));
+    }
+}
+
+#[tokio::test]
+async fn serves_as_the_functions_host_starts_it() {
+    let sim = Simulator::spawn(SimConfig::default()).await.unwrap();
+    let port = free_port();
+    let env = test_env(&sim.base_url());
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .envs(&env)
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", "worker-1")
+        .env("FUNCTIONS_APP_ROOT_PATH", env!("CARGO_MANIFEST_DIR"))
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_up(port, &mut child).await;
+    let _guard = Killed(child);
+
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("http://127.0.0.1:{port}/api/room/create?uuiData={SPEC_UUI}"))
+        .header("x-functions-key", "k")
+        .header("X-Azure-Functions-InvocationId", "0b5e1e8e-0000-4000-8000-000000000001")
+        .send()
+        .await
+        .unwrap();
+    // Empty pool, default fallback: a room is created on demand.
+    assert_eq!(response.status(), 200);
+    let room: Value = response.json().await.unwrap();
+    let name = room["name"].as_str().unwrap();
+    let response = http
+        .delete(format!("http://127.0.0.1:{port}/api/room/{name}"))
+        .header("x-functions-key", "k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(sim.sim.room_by_name(name).is_none());
+}
+
+#[tokio::test]
+async fn dev_mode_serves_create_and_delete_with_nothing_else_running() {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["dev", "--port", &port.to_string(), "--rooms", "3"])
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_up(port, &mut child).await;
+    let _guard = Killed(child);
+
+    let http = reqwest::Client::new();
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let response = http
+            .post(format!("http://127.0.0.1:{port}/api/room/create?uuiData={SPEC_UUI}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let room: Value = response.json().await.unwrap();
+        assert!(room.get("pin").is_none());
+        assert_eq!(room["guest_pin"].as_str().unwrap().len(), 6);
+        names.push(room["name"].as_str().unwrap().to_owned());
+    }
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3, "three different rooms");
+    for name in &names {
+        let response = http
+            .delete(format!("http://127.0.0.1:{port}/api/room/{name}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    let again = http
+        .delete(format!("http://127.0.0.1:{port}/api/room/{}", names[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+}
