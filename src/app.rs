@@ -23,6 +23,8 @@ pub enum StartError {
     Queue(#[from] crate::pool::QueueError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// The two queues, on Azure Storage (or Azurite) as the settings say.
@@ -36,9 +38,22 @@ pub fn azure_queues(settings: &Settings) -> Result<(Queue, Queue), StartError> {
 
 /// The shared state over the given queues. Queues are created if missing; a storage outage at
 /// start-up is logged, not fatal (the host would only restart us into the same outage).
-pub async fn state(settings: Settings, pool: Queue, deletions: Queue) -> Result<AppState, StartError> {
-    if matches!(settings.auth, AuthMode::None) {
-        tracing::warn!("AUTH_MODE=none: private routes accept any caller that reaches the function");
+pub async fn state(
+    settings: Settings,
+    pool: Queue,
+    deletions: Queue,
+) -> Result<AppState, StartError> {
+    match settings.auth {
+        AuthMode::None => tracing::warn!(
+            "AUTH_MODE=none: private routes accept any caller that reaches the function"
+        ),
+        // Refuse rather than run unchecked while the operator believes tokens are validated.
+        AuthMode::Entra { .. } => {
+            return Err(StartError::Unsupported(
+                "AUTH_MODE: `entra` token validation is not in this build yet; \
+                 use `none` behind APIM's validate-jwt",
+            ));
+        }
     }
     for queue in [&pool, &deletions] {
         if let Err(e) = queue.create_if_missing().await {

@@ -156,20 +156,18 @@ impl Broker {
     async fn read_message(&self, msg: &Received) -> Result<Option<PooledRoom>, AppError> {
         let room = match message::decode(&msg.text) {
             Ok(PoolMessage::Room(room)) => room,
-            Ok(PoolMessage::LegacyName(name)) => {
-                match self.pexip.find_by_name(&name).await {
-                    Ok(Some(conference)) => PooledRoom::from_conference(&conference),
-                    Ok(None) => {
-                        tracing::warn!(room = %name, "legacy pool message names no room; discarded");
-                        self.discard(msg).await;
-                        return Ok(None);
-                    }
-                    Err(e) => {
-                        let _ = self.pool.release(msg, Duration::ZERO).await;
-                        return Err(AppError::unavailable("Pexip is unavailable", e));
-                    }
+            Ok(PoolMessage::LegacyName(name)) => match self.pexip.find_by_name(&name).await {
+                Ok(Some(conference)) => PooledRoom::from_conference(&conference),
+                Ok(None) => {
+                    tracing::warn!(room = %name, "legacy pool message names no room; discarded");
+                    self.discard(msg).await;
+                    return Ok(None);
                 }
-            }
+                Err(e) => {
+                    let _ = self.pool.release(msg, Duration::ZERO).await;
+                    return Err(AppError::unavailable("Pexip is unavailable", e));
+                }
+            },
             Err(e) => {
                 tracing::warn!(message_id = %msg.id, error = %e, "undecodable pool message discarded");
                 self.discard(msg).await;
@@ -192,7 +190,11 @@ impl Broker {
 
     /// The message was deleted but the room was not handed out: give it a message again.
     async fn put_back(&self, room: &PooledRoom) {
-        match self.pool.send(&room.encode(), self.settings.pool.warmup).await {
+        match self
+            .pool
+            .send(&room.encode(), self.settings.pool.warmup)
+            .await
+        {
             Ok(()) => tracing::info!(room = %room.name, "room returned to the pool"),
             Err(e) => {
                 tracing::warn!(room = %room.name, error = %e, "could not return the room to the pool; deleting it");
@@ -210,7 +212,9 @@ impl Broker {
                 "POOL_EMPTY_FALLBACK=reject",
             ));
         }
-        tracing::warn!("room pool is empty: creating a room on demand (Pexip may need ~90 s to make it dialable)");
+        tracing::warn!(
+            "room pool is empty: creating a room on demand (Pexip may need ~90 s to make it dialable)"
+        );
         let conference = self
             .create_room(tag, description)
             .await
@@ -247,7 +251,11 @@ impl Broker {
         let description = format!("{POOL_MARKER}{}", now_rfc3339());
         let conference = self.create_room("", &description).await?;
         let pooled = PooledRoom::from_conference(&conference);
-        match self.pool.send(&pooled.encode(), self.settings.pool.warmup).await {
+        match self
+            .pool
+            .send(&pooled.encode(), self.settings.pool.warmup)
+            .await
+        {
             Ok(()) => {
                 tracing::info!(room = %pooled.name, id = pooled.id, "room added to the pool");
                 Ok(pooled.name)

@@ -225,7 +225,9 @@ impl Settings {
             name_prefix,
             pin_length: env.ranged("ROOM_PIN_LENGTH", 6, 4, 20)? as usize,
             template: room_template(&env)?,
-            max_age: Duration::from_secs(3_600 * env.ranged("ROOM_MAX_AGE_HOURS", 24, 1, 24 * 365)?),
+            max_age: Duration::from_secs(
+                3_600 * env.ranged("ROOM_MAX_AGE_HOURS", 24, 1, 24 * 365)?,
+            ),
             persistent_prefixes: env.list_or("PERSISTENT_ROOM_PREFIXES", "test_,vkiosk_")?,
         };
 
@@ -276,7 +278,10 @@ impl Settings {
             }
         };
 
-        let event_sink = match (env.get("EVENT_SINK_USERNAME"), env.get("EVENT_SINK_PASSWORD")) {
+        let event_sink = match (
+            env.get("EVENT_SINK_USERNAME"),
+            env.get("EVENT_SINK_PASSWORD"),
+        ) {
             (Some(username), Some(password)) => Some(EventSinkCredentials {
                 username,
                 password: Secret::new(password),
@@ -364,7 +369,10 @@ fn room_template(env: &Env<'_>) -> Result<Map<String, Value>, ConfigError> {
     let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&raw) else {
         return Err(ConfigError::new("ROOM_TEMPLATE", "must be a JSON object"));
     };
-    if let Some(key) = map.keys().find(|k| RESERVED_ROOM_FIELDS.contains(&k.as_str())) {
+    if let Some(key) = map
+        .keys()
+        .find(|k| RESERVED_ROOM_FIELDS.contains(&k.as_str()))
+    {
         return Err(ConfigError::new(
             "ROOM_TEMPLATE",
             format!("may not set `{key}`: maxconf sets it on every room"),
@@ -520,7 +528,8 @@ mod tests {
 
     #[test]
     fn each_bad_setting_is_named() {
-        let cases: &[(&[(&str, &str)], &[&str], &str)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+        let cases: &[Case] = &[
             (&[], &["AUTH_MODE"], "AUTH_MODE"),
             (&[("AUTH_MODE", "maybe")], &[], "AUTH_MODE"),
             (&[("AUTH_MODE", "entra")], &[], "AUTH_TENANT_ID"),
@@ -553,7 +562,11 @@ mod tests {
             ),
             (&[("POOL_TARGET_SIZE", "-1")], &[], "POOL_TARGET_SIZE"),
             (&[("POOL_TARGET_SIZE", "ten")], &[], "POOL_TARGET_SIZE"),
-            (&[("POOL_EMPTY_FALLBACK", "wait")], &[], "POOL_EMPTY_FALLBACK"),
+            (
+                &[("POOL_EMPTY_FALLBACK", "wait")],
+                &[],
+                "POOL_EMPTY_FALLBACK",
+            ),
             (&[("POOL_QUEUE_NAME", "Bad_Name")], &[], "POOL_QUEUE_NAME"),
             (&[("ROOM_PIN_LENGTH", "3")], &[], "ROOM_PIN_LENGTH"),
             (&[("ROOM_PIN_LENGTH", "21")], &[], "ROOM_PIN_LENGTH"),
@@ -561,9 +574,17 @@ mod tests {
             (&[("ROOM_TEMPLATE", r#"{"pin":"1"}"#)], &[], "ROOM_TEMPLATE"),
             (&[("ROOM_NAME_PREFIX", "a/b")], &[], "ROOM_NAME_PREFIX"),
             (&[("PEXIP_TIMEOUT_SECS", "0")], &[], "PEXIP_TIMEOUT_SECS"),
-            (&[("PEXIP_MAX_CONCURRENCY", "0")], &[], "PEXIP_MAX_CONCURRENCY"),
+            (
+                &[("PEXIP_MAX_CONCURRENCY", "0")],
+                &[],
+                "PEXIP_MAX_CONCURRENCY",
+            ),
             (&[("PEXIP_CA_CERT", "nope")], &[], "PEXIP_CA_CERT"),
-            (&[("TAG_URL_TEMPLATE", "https://x/")], &[], "TAG_URL_TEMPLATE"),
+            (
+                &[("TAG_URL_TEMPLATE", "https://x/")],
+                &[],
+                "TAG_URL_TEMPLATE",
+            ),
             (&[("UUI_ALLOWED_HOSTS", " , ")], &[], "UUI_ALLOWED_HOSTS"),
             (&[("LOG_FORMAT", "xml")], &[], "LOG_FORMAT"),
             (
@@ -576,7 +597,10 @@ mod tests {
         ];
         for (overrides, removed, setting) in cases {
             let err = error_for(overrides, removed);
-            assert_eq!(&err.setting, setting, "{overrides:?} {removed:?} gave {err}");
+            assert_eq!(
+                &err.setting, setting,
+                "{overrides:?} {removed:?} gave {err}"
+            );
             assert!(!err.to_string().contains('\n'), "one line: {err}");
         }
     }

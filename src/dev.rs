@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::app::{self, StartError};
 use crate::config::{ConfigError, Settings};
 use crate::pool::Queue;
-use crate::sim::{SimConfig, Simulator};
+use crate::sim::{SimAuth, SimConfig, Simulator};
 
 #[derive(Debug, Clone)]
 pub struct DevOptions {
@@ -31,7 +31,10 @@ pub enum DevError {
 /// Settings for dev mode: the simulator's URL and nothing from the real environment.
 pub fn settings(pexip_base_url: &str, rooms: u32) -> Result<Settings, ConfigError> {
     let vars: HashMap<&str, String> = [
-        ("AzureWebJobsStorage", "UseDevelopmentStorage=true".to_owned()),
+        (
+            "AzureWebJobsStorage",
+            "UseDevelopmentStorage=true".to_owned(),
+        ),
         ("PEXIP_BASE_URL", pexip_base_url.to_owned()),
         ("PEXIP_USERNAME", "dev".to_owned()),
         ("PEXIP_PASSWORD", "dev".to_owned()),
@@ -62,11 +65,35 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     let listener = app::bind(options.port).await?;
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
-    println!("maxconf dev: serving on {base} (Pexip simulator at {}; auth off)", sim.base_url());
+    println!(
+        "maxconf dev: serving on {base} (Pexip simulator at {}; auth off)",
+        sim.base_url()
+    );
     println!("  pool seeded with {} rooms", options.rooms);
-    println!("  create: curl -s -X POST '{base}/api/room/create?uuiData=6964264d54497a4e4455324c4463324e54517a4d67;encoding=hex'");
+    println!(
+        "  create: curl -s -X POST '{base}/api/room/create?uuiData=6964264d54497a4e4455324c4463324e54517a4d67;encoding=hex'"
+    );
     println!("  delete: curl -s -i -X DELETE '{base}/api/room/<name from create>'");
     app::serve(listener, state).await?;
     drop(sim);
+    Ok(())
+}
+
+/// Serves only the simulator on `127.0.0.1:<port>`, with the credentials local.settings.json uses.
+pub async fn simulate(port: u16, latency: Duration) -> Result<(), DevError> {
+    let sim = Simulator::new(SimConfig {
+        auth: SimAuth::Basic {
+            username: "dev".into(),
+            password: "dev".into(),
+        },
+        latency,
+        ..SimConfig::default()
+    });
+    let listener = app::bind(port).await?;
+    println!(
+        "Pexip Management API simulator on http://{} (HTTP Basic dev/dev)",
+        listener.local_addr()?
+    );
+    sim.serve(listener).await?;
     Ok(())
 }

@@ -32,6 +32,15 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         pexip_latency_ms: u64,
     },
+    /// Only the Pexip Management API simulator (HTTP Basic dev/dev), for `maxconf serve` or
+    /// `func start` with local.settings.json.
+    Simulate {
+        #[arg(long, default_value_t = 8480)]
+        port: u16,
+        /// Latency added to each request, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
 }
 
 #[tokio::main]
@@ -54,6 +63,16 @@ async fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("maxconf dev: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Simulate { port, latency_ms } => {
+            telemetry::init(LogFormat::Text);
+            match dev::simulate(port, Duration::from_millis(latency_ms)).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("maxconf simulate: {e}");
                     ExitCode::FAILURE
                 }
             }

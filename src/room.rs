@@ -63,12 +63,7 @@ pub fn new_pins(len: usize) -> (String, String) {
 }
 
 /// The create body of a new room: the template first, then the fields maxconf owns.
-pub fn new_room_body(
-    settings: &RoomSettings,
-    name: &str,
-    tag: &str,
-    description: &str,
-) -> Value {
+pub fn new_room_body(settings: &RoomSettings, name: &str, tag: &str, description: &str) -> Value {
     let (pin, guest_pin) = new_pins(settings.pin_length);
     let mut body = settings.template.clone();
     let own = json!({
@@ -129,7 +124,11 @@ mod tests {
         let name = new_room_name("mc_");
         assert_eq!(name.len(), 19);
         assert!(name.starts_with("mc_"));
-        assert!(name[3..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            name[3..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_ne!(new_room_name(""), new_room_name(""));
         assert!(RoomName::parse(&new_room_name("")).is_ok());
     }
@@ -151,7 +150,11 @@ mod tests {
                 let (host, guest) = new_pins(len);
                 assert_eq!(host.len(), len);
                 assert_eq!(guest.len(), len);
-                assert!(host.bytes().chain(guest.bytes()).all(|b| b.is_ascii_digit()));
+                assert!(
+                    host.bytes()
+                        .chain(guest.bytes())
+                        .all(|b| b.is_ascii_digit())
+                );
                 assert_ne!(host, guest);
             }
         }
@@ -160,7 +163,10 @@ mod tests {
     #[test]
     fn body_merges_template_under_own_fields() {
         let mut template = Map::new();
-        template.insert("ivr_theme".into(), json!("/api/admin/configuration/v1/ivr_theme/2/"));
+        template.insert(
+            "ivr_theme".into(),
+            json!("/api/admin/configuration/v1/ivr_theme/2/"),
+        );
         template.insert("host_view".into(), json!("one_main_zero_pips"));
         let settings = RoomSettings {
             name_prefix: String::new(),
@@ -176,6 +182,9 @@ mod tests {
         assert_eq!(body["aliases"], json!([{"alias": "room1"}]));
         assert_eq!(body["pin"].as_str().unwrap().len(), 8);
         assert_eq!(body["host_view"], "one_main_zero_pips");
-        assert_eq!(body["ivr_theme"], "/api/admin/configuration/v1/ivr_theme/2/");
+        assert_eq!(
+            body["ivr_theme"],
+            "/api/admin/configuration/v1/ivr_theme/2/"
+        );
     }
 }

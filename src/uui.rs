@@ -134,9 +134,18 @@ mod tests {
         let cases = [
             ("", UuiError::Missing),
             (&"ab".repeat(600)[..], UuiError::TooLong),
-            (&format!("{};encoding=base64", enc("id&a"))[..], UuiError::BadParameter),
-            (&format!("{};foo=bar", enc("id&a"))[..], UuiError::BadParameter),
-            (&format!("{};encoding=hex;x=y", enc("id&a"))[..], UuiError::BadParameter),
+            (
+                &format!("{};encoding=base64", enc("id&a"))[..],
+                UuiError::BadParameter,
+            ),
+            (
+                &format!("{};foo=bar", enc("id&a"))[..],
+                UuiError::BadParameter,
+            ),
+            (
+                &format!("{};encoding=hex;x=y", enc("id&a"))[..],
+                UuiError::BadParameter,
+            ),
             ("abc", UuiError::NotHex),
             ("zz", UuiError::NotHex),
             (";encoding=hex", UuiError::NotHex),

@@ -41,7 +41,10 @@ async fn wait_until_up(port: u16, child: &mut Child) {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("maxconf exited early: {status}");
         }
-        assert!(Instant::now() < deadline, "maxconf did not answer on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "maxconf did not answer on port {port}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -111,9 +114,14 @@ async fn serves_as_the_functions_host_starts_it() {
 
     let http = reqwest::Client::new();
     let response = http
-        .post(format!("http://127.0.0.1:{port}/api/room/create?uuiData={SPEC_UUI}"))
+        .post(format!(
+            "http://127.0.0.1:{port}/api/room/create?uuiData={SPEC_UUI}"
+        ))
         .header("x-functions-key", "k")
-        .header("X-Azure-Functions-InvocationId", "0b5e1e8e-0000-4000-8000-000000000001")
+        .header(
+            "X-Azure-Functions-InvocationId",
+            "0b5e1e8e-0000-4000-8000-000000000001",
+        )
         .send()
         .await
         .unwrap();
@@ -148,7 +156,9 @@ async fn dev_mode_serves_create_and_delete_with_nothing_else_running() {
     let mut names = Vec::new();
     for _ in 0..3 {
         let response = http
-            .post(format!("http://127.0.0.1:{port}/api/room/create?uuiData={SPEC_UUI}"))
+            .post(format!(
+                "http://127.0.0.1:{port}/api/room/create?uuiData={SPEC_UUI}"
+            ))
             .send()
             .await
             .unwrap();

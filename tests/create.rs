@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 
 async fn sim() -> SimServer {
     maxconf::tls::ensure_crypto_provider();
-    Simulator::spawn(SimConfig::default()).await.expect("simulator")
+    Simulator::spawn(SimConfig::default())
+        .await
+        .expect("simulator")
 }
 
 fn uui(text: &str) -> String {
@@ -39,8 +41,21 @@ async fn hands_out_a_pool_room_in_the_compatible_shape() {
     let body: Value = serde_json::from_str(&text).unwrap();
 
     // Key order and set as the original API answered; no host PIN.
-    let expected = ["id", "name", "service_type", "allow_guests", "guest_pin", "tag", "aliases"];
-    let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    let expected = [
+        "id",
+        "name",
+        "service_type",
+        "allow_guests",
+        "guest_pin",
+        "tag",
+        "aliases",
+    ];
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_by_key(|k| text.find(&format!("\"{k}\":")).unwrap());
     assert_eq!(keys, expected);
     let stored = sim.sim.room_by_name(&pooled.name).expect("room in Pexip");
@@ -57,14 +72,23 @@ async fn hands_out_a_pool_room_in_the_compatible_shape() {
         alias["conference"],
         format!("/api/admin/configuration/v1/conference/{}/", pooled.id)
     );
-    assert_eq!(alias["creation_time"], stored["aliases"][0]["creation_time"]);
+    assert_eq!(
+        alias["creation_time"],
+        stored["aliases"][0]["creation_time"]
+    );
     assert_eq!(alias["description"], "");
-    assert!(!text.contains(stored["pin"].as_str().unwrap()), "host pin leaked: {text}");
+    assert!(
+        !text.contains(stored["pin"].as_str().unwrap()),
+        "host pin leaked: {text}"
+    );
 
     // Pexip holds the tag and the allocation mark.
     assert_eq!(stored["tag"], SPEC_TAG);
     assert!(
-        stored["description"].as_str().unwrap().starts_with("maxconf:allocated:20"),
+        stored["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("maxconf:allocated:20"),
         "{stored}"
     );
 }
@@ -79,7 +103,10 @@ async fn every_uui_rule_is_a_400_before_any_queue_or_pexip_call() {
     let long_id = "a".repeat(129);
     let cases: Vec<(String, &str)> = vec![
         (String::new(), "uui-missing"),
-        (format!("{}&uuiData={}", uui("id&a"), uui("id&b")), "uui-repeated"),
+        (
+            format!("{}&uuiData={}", uui("id&a"), uui("id&b")),
+            "uui-repeated",
+        ),
         ("ab".repeat(600), "uui-too-long"),
         (format!("{};encoding=base64", uui("id&a")), "uui-parameter"),
         (format!("{};foo=bar", uui("id&a")), "uui-parameter"),
@@ -99,12 +126,26 @@ async fn every_uui_rule_is_a_400_before_any_queue_or_pexip_call() {
         } else {
             format!("/api/room/create?uuiData={value}")
         };
-        let response = app.request(reqwest::Method::POST, &path).send().await.unwrap();
+        let response = app
+            .request(reqwest::Method::POST, &path)
+            .send()
+            .await
+            .unwrap();
         let body = problem(response, 400).await;
-        assert_eq!(body["type"], format!("urn:maxconf:problem:{rule}"), "{value}");
-        assert!(body["detail"].as_str().unwrap().contains("uuiData") || *rule == "uui-tag-too-long");
+        assert_eq!(
+            body["type"],
+            format!("urn:maxconf:problem:{rule}"),
+            "{value}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains("uuiData") || *rule == "uui-tag-too-long"
+        );
     }
-    assert_eq!(sim.sim.stats().requests, 0, "no Pexip call for invalid input");
+    assert_eq!(
+        sim.sim.stats().requests,
+        0,
+        "no Pexip call for invalid input"
+    );
     // The seeded room is still there, visible, untouched.
     assert_eq!(app.pool_texts().await.len(), 1);
 }
@@ -114,12 +155,17 @@ async fn uui_accepts_upper_case_hex_and_no_suffix() {
     let sim = sim().await;
     let app = TestApp::spawn(&sim.base_url()).await;
     app.seed(2).await;
-    let upper = app.create(&"6964264D54497A4E4455324C4463324E54517A4D67;ENCODING=HEX").await;
+    let upper = app
+        .create("6964264D54497A4E4455324C4463324E54517A4D67;ENCODING=HEX")
+        .await;
     assert_eq!(upper.status(), 200);
     let bare = app.create(&uui("idtest&abc_=+/-")).await;
     assert_eq!(bare.status(), 200);
     let body: Value = bare.json().await.unwrap();
-    assert_eq!(body["tag"], "https://idtest.gov.bc.ca/idcheck/protected/video/abc_=+/-");
+    assert_eq!(
+        body["tag"],
+        "https://idtest.gov.bc.ca/idcheck/protected/video/abc_=+/-"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +189,10 @@ async fn concurrent_creates_never_share_a_room() {
         match response.status().as_u16() {
             200 => {
                 let body: Value = response.json().await.unwrap();
-                assert!(ids.insert(body["id"].as_u64().unwrap()), "room handed out twice: {body}");
+                assert!(
+                    ids.insert(body["id"].as_u64().unwrap()),
+                    "room handed out twice: {body}"
+                );
             }
             503 => rejected += 1,
             other => panic!("unexpected status {other}"),
@@ -208,7 +257,10 @@ async fn gives_up_after_five_stale_messages() {
             guest_pin: "1234".into(),
             aliases: vec![],
         };
-        app.pool.send(&stale.encode(), Duration::ZERO).await.unwrap();
+        app.pool
+            .send(&stale.encode(), Duration::ZERO)
+            .await
+            .unwrap();
     }
     let body = problem(app.create(SPEC_UUI).await, 503).await;
     assert_eq!(body["type"], "urn:maxconf:problem:unavailable");
@@ -228,7 +280,10 @@ async fn a_failed_patch_puts_the_room_back() {
     let response = app.create(SPEC_UUI).await;
     assert!(response.headers().contains_key("retry-after"));
     let body = problem(response, 503).await;
-    assert!(!body.to_string().contains("500"), "upstream status leaked: {body}");
+    assert!(
+        !body.to_string().contains("500"),
+        "upstream status leaked: {body}"
+    );
     // The room is back in the pool (same content) and the next create gets it.
     assert_eq!(app.pool_texts().await, before);
     let response = app.create(SPEC_UUI).await;
@@ -291,11 +346,19 @@ async fn empty_pool_creates_on_demand_by_default() {
     let body: Value = response.json().await.unwrap();
     assert!(body.get("pin").is_none());
     assert_eq!(body["tag"], SPEC_TAG);
-    let stored = sim.sim.room_by_name(body["name"].as_str().unwrap()).unwrap();
+    let stored = sim
+        .sim
+        .room_by_name(body["name"].as_str().unwrap())
+        .unwrap();
     assert_eq!(stored["tag"], SPEC_TAG);
     assert_eq!(stored["allow_guests"], true);
     assert_eq!(stored["guest_pin"], body["guest_pin"]);
-    assert!(stored["description"].as_str().unwrap().starts_with("maxconf:allocated:"));
+    assert!(
+        stored["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("maxconf:allocated:")
+    );
     // The empty pool is topped up by one room in the background.
     app.wait_pool_count(1).await;
 }
@@ -320,7 +383,10 @@ async fn refill_enqueues_base64_json_with_ttl_forever_and_warm_up() {
             ("POOL_WARMUP_SECS", "2"),
             ("ROOM_NAME_PREFIX", "mc_"),
             ("ROOM_PIN_LENGTH", "8"),
-            ("ROOM_TEMPLATE", r#"{"host_view":"one_main_zero_pips","call_type":"video"}"#),
+            (
+                "ROOM_TEMPLATE",
+                r#"{"host_view":"one_main_zero_pips","call_type":"video"}"#,
+            ),
         ],
     )
     .await;
@@ -329,7 +395,13 @@ async fn refill_enqueues_base64_json_with_ttl_forever_and_warm_up() {
 
     // Warm-up: counted, but not receivable yet.
     assert_eq!(app.pool.approximate_count().await.unwrap(), 1);
-    assert!(app.pool.receive(1, Duration::from_secs(1)).await.unwrap().is_empty());
+    assert!(
+        app.pool
+            .receive(1, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let msg = loop {
         let got = app.pool.receive(1, Duration::from_secs(5)).await.unwrap();
         if let Some(m) = got.into_iter().next() {
@@ -338,7 +410,10 @@ async fn refill_enqueues_base64_json_with_ttl_forever_and_warm_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let expires = msg.expires_at.expect("expiry reported");
-    assert!(expires.year() >= 9999, "TTL -1 means never expires: {expires}");
+    assert!(
+        expires.year() >= 9999,
+        "TTL -1 means never expires: {expires}"
+    );
 
     let json: Value = serde_json::from_slice(&STANDARD.decode(&msg.text).unwrap()).unwrap();
     let stored = sim.sim.room_by_name(&name).unwrap();
@@ -355,7 +430,12 @@ async fn refill_enqueues_base64_json_with_ttl_forever_and_warm_up() {
     assert_eq!(stored["host_view"], "one_main_zero_pips");
     assert_eq!(stored["call_type"], "video");
     assert_eq!(stored["tag"], "");
-    assert!(stored["description"].as_str().unwrap().starts_with("maxconf:pool:"));
+    assert!(
+        stored["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("maxconf:pool:")
+    );
 }
 
 #[tokio::test]
@@ -400,11 +480,18 @@ async fn persistent_and_undecodable_messages_are_never_handed_out() {
         .insert_room(json!({"name": "test_kiosk", "aliases": [{"alias": "test_kiosk"}]}))
         .unwrap();
     app.pool.send("test_kiosk", Duration::ZERO).await.unwrap();
-    app.pool.send("not a room !!", Duration::ZERO).await.unwrap();
+    app.pool
+        .send("not a room !!", Duration::ZERO)
+        .await
+        .unwrap();
     problem(app.create(SPEC_UUI).await, 503).await;
     let kiosk = sim.sim.room_by_name("test_kiosk").unwrap();
     assert_eq!(kiosk["tag"], "", "persistent room untouched");
-    assert_eq!(app.pool.approximate_count().await.unwrap(), 0, "both discarded");
+    assert_eq!(
+        app.pool.approximate_count().await.unwrap(),
+        0,
+        "both discarded"
+    );
 }
 
 #[tokio::test]
@@ -429,4 +516,30 @@ async fn the_critical_path_is_one_patch() {
     );
     assert!(log[0].has_authorization);
     assert_eq!(log.iter().filter(|r| r.method == "PATCH").count(), 1);
+}
+
+#[tokio::test]
+async fn a_refill_whose_send_fails_deletes_its_room() {
+    // Hazard: a send that "failed" may still have stored its message. The room behind it is
+    // deleted, so such a message can only ever name a room that is gone (and is discarded).
+    let sim = sim().await;
+    let mut env = common::app::test_env(&sim.base_url());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    env.insert(
+        "AzureWebJobsStorage".into(),
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;",
+            maxconf::pool::connection::DEV_ACCOUNT_KEY
+        ),
+    );
+    let app = TestApp::spawn_env(env).await;
+    let err = app.state.broker.refill_one().await.unwrap_err();
+    assert!(
+        matches!(err, maxconf::broker::RefillError::EnqueueFailed { .. }),
+        "{err}"
+    );
+    assert_eq!(sim.sim.stats().creates, 1);
+    assert_eq!(sim.sim.room_count(), 0, "the unqueued room was deleted");
 }

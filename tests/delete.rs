@@ -8,7 +8,9 @@ use serde_json::json;
 
 async fn sim() -> SimServer {
     maxconf::tls::ensure_crypto_provider();
-    Simulator::spawn(SimConfig::default()).await.expect("simulator")
+    Simulator::spawn(SimConfig::default())
+        .await
+        .expect("simulator")
 }
 
 #[tokio::test]
@@ -17,7 +19,9 @@ async fn deletes_by_name_with_204() {
     let app = TestApp::spawn(&sim.base_url()).await;
     let id = sim
         .sim
-        .insert_room(json!({"name": "MTIzNDU2LDc2NTQzMg", "aliases": [{"alias": "MTIzNDU2LDc2NTQzMg"}]}))
+        .insert_room(
+            json!({"name": "MTIzNDU2LDc2NTQzMg", "aliases": [{"alias": "MTIzNDU2LDc2NTQzMg"}]}),
+        )
         .unwrap();
     let response = app.delete_room("MTIzNDU2LDc2NTQzMg").await;
     assert_eq!(response.status(), 204);
@@ -32,7 +36,10 @@ async fn deletes_by_name_with_204() {
     assert_eq!(
         paths,
         [
-            ("GET", "/api/admin/configuration/v1/conference/?name=MTIzNDU2LDc2NTQzMg"),
+            (
+                "GET",
+                "/api/admin/configuration/v1/conference/?name=MTIzNDU2LDc2NTQzMg"
+            ),
             ("DELETE", object.as_str()),
         ]
     );
@@ -65,7 +72,15 @@ async fn invalid_names_are_400_before_any_call() {
     let sim = sim().await;
     let app = TestApp::spawn(&sim.base_url()).await;
     let long = "a".repeat(251);
-    for name in ["a%20b", "a%2Fb", "..%2F..%2Fadmin", "%C3%A4", "a%3Fx", "%ZZ", long.as_str()] {
+    for name in [
+        "a%20b",
+        "a%2Fb",
+        "..%2F..%2Fadmin",
+        "%C3%A4",
+        "a%3Fx",
+        "%ZZ",
+        long.as_str(),
+    ] {
         let body = problem(app.delete_room(name).await, 400).await;
         assert_eq!(body["type"], "urn:maxconf:problem:room-name", "{name}");
     }
@@ -99,9 +114,30 @@ async fn pexip_down_is_503_and_never_a_collection_delete() {
 async fn unknown_routes_and_methods_are_problems() {
     let sim = sim().await;
     let app = TestApp::spawn(&sim.base_url()).await;
-    problem(app.request(reqwest::Method::GET, "/api/nope").send().await.unwrap(), 404).await;
-    problem(app.request(reqwest::Method::PUT, "/api/room/create").send().await.unwrap(), 405).await;
-    problem(app.request(reqwest::Method::GET, "/api/room/create").send().await.unwrap(), 405).await;
+    problem(
+        app.request(reqwest::Method::GET, "/api/nope")
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    problem(
+        app.request(reqwest::Method::PUT, "/api/room/create")
+            .send()
+            .await
+            .unwrap(),
+        405,
+    )
+    .await;
+    problem(
+        app.request(reqwest::Method::GET, "/api/room/create")
+            .send()
+            .await
+            .unwrap(),
+        405,
+    )
+    .await;
     // The host's start-up probe gets an answer.
     let probe = reqwest::get(format!("{}/", app.base)).await.unwrap();
     assert!(probe.status().is_success());

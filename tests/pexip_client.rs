@@ -72,7 +72,10 @@ fn conference(id: u64, name: &str) -> Value {
 }
 
 fn basic_header() -> String {
-    format!("Basic {}", STANDARD.encode(format!("{PEXIP_USER}:{PEXIP_PASSWORD}")))
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{PEXIP_USER}:{PEXIP_PASSWORD}"))
+    )
 }
 
 #[tokio::test]
@@ -117,14 +120,22 @@ async fn create_sends_the_exact_patch_with_basic_auth() {
     app.wait_pool_count(1).await;
 
     let requests = pexip.received_requests().await.unwrap();
-    let post = requests.iter().find(|r| r.method.as_str() == "POST").unwrap();
+    let post = requests
+        .iter()
+        .find(|r| r.method.as_str() == "POST")
+        .unwrap();
     let sent: Value = serde_json::from_slice(&post.body).unwrap();
     let name = sent["name"].as_str().unwrap();
     assert_eq!(sent["service_type"], "conference");
     assert_eq!(sent["allow_guests"], true);
     assert_eq!(sent["aliases"], json!([{"alias": name}]));
     assert_eq!(sent["tag"], "");
-    assert!(sent["description"].as_str().unwrap().starts_with("maxconf:pool:"));
+    assert!(
+        sent["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("maxconf:pool:")
+    );
     assert_eq!(sent["pin"].as_str().unwrap().len(), 6);
     assert_ne!(sent["pin"], sent["guest_pin"]);
     for r in &requests {
@@ -163,9 +174,14 @@ async fn oauth_token_is_requested_once_with_an_es256_assertion() {
 
     // The assertion: ES256, iss = sub = client id, aud = the token URL, short-lived.
     let requests = pexip.received_requests().await.unwrap();
-    let form: Vec<(String, String)> =
-        url::form_urlencoded::parse(&requests[0].body).into_owned().collect();
-    let assertion = &form.iter().find(|(k, _)| k == "client_assertion").unwrap().1;
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&requests[0].body)
+        .into_owned()
+        .collect();
+    let assertion = &form
+        .iter()
+        .find(|(k, _)| k == "client_assertion")
+        .unwrap()
+        .1;
     let key = jsonwebtoken::DecodingKey::from_ec_pem(TEST_PUBLIC_KEY.as_bytes()).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     validation.set_audience(&[format!("{}/oauth/token/", pexip.uri())]);
@@ -220,7 +236,10 @@ async fn a_401_refreshes_the_token_once_and_retries() {
         .expect(2)
         .mount(&refusing)
         .await;
-    let err = client(&refusing.uri(), oauth()).get_conference(5).await.unwrap_err();
+    let err = client(&refusing.uri(), oauth())
+        .get_conference(5)
+        .await
+        .unwrap_err();
     assert!(matches!(err, PexipError::Auth(_)), "{err:?}");
 }
 
@@ -255,7 +274,13 @@ async fn idempotent_requests_retry_on_5xx_and_429() {
         .respond_with(ResponseTemplate::new(200).set_body_json(conference(5, "r5")))
         .mount(&pexip)
         .await;
-    assert!(client(&pexip.uri(), basic()).get_conference(5).await.unwrap().is_some());
+    assert!(
+        client(&pexip.uri(), basic())
+            .get_conference(5)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // Retry-After is honoured: the retry waits at least that long.
     let limited = MockServer::start().await;
@@ -282,7 +307,10 @@ async fn idempotent_requests_retry_on_5xx_and_429() {
         .expect(3)
         .mount(&down)
         .await;
-    let err = client(&down.uri(), basic()).delete_conference(5).await.unwrap_err();
+    let err = client(&down.uri(), basic())
+        .delete_conference(5)
+        .await
+        .unwrap_err();
     assert!(matches!(err, PexipError::Unavailable(_)), "{err:?}");
 }
 
@@ -314,15 +342,23 @@ async fn a_create_that_failed_is_looked_up_before_posting_again() {
     let sim = Simulator::spawn(SimConfig::default()).await.unwrap();
     sim.sim.create_then_fail(1);
     let c = client(&sim.base_url(), basic());
-    let id = c.create_conference(&json!({"name": "hazard"})).await.unwrap();
+    let id = c
+        .create_conference(&json!({"name": "hazard"}))
+        .await
+        .unwrap();
     assert_eq!(sim.sim.room_count(), 1);
     assert_eq!(sim.sim.room_by_name("hazard").unwrap()["id"], id);
     // And one that failed without effect is posted again.
     sim.sim.fail_next(1, 500);
-    c.create_conference(&json!({"name": "second"})).await.unwrap();
+    c.create_conference(&json!({"name": "second"}))
+        .await
+        .unwrap();
     assert_eq!(sim.sim.room_count(), 2);
     // A 400 is not retried.
-    let err = c.create_conference(&json!({"name": "second"})).await.unwrap_err();
+    let err = c
+        .create_conference(&json!({"name": "second"}))
+        .await
+        .unwrap_err();
     assert_eq!(
         err,
         PexipError::Rejected("name: Virtual Meeting Room with this Name already exists.".into())
@@ -338,9 +374,14 @@ async fn lists_are_paged_through_meta_next() {
     .await
     .unwrap();
     for i in 0..8 {
-        sim.sim.insert_room(json!({"name": format!("room{i}")})).unwrap();
+        sim.sim
+            .insert_room(json!({"name": format!("room{i}")}))
+            .unwrap();
     }
-    let all = client(&sim.base_url(), basic()).list_conferences(&[]).await.unwrap();
+    let all = client(&sim.base_url(), basic())
+        .list_conferences(&[])
+        .await
+        .unwrap();
     let names: Vec<&str> = all.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names.len(), 8);
     assert_eq!(names[7], "room7");
@@ -355,8 +396,14 @@ async fn every_request_times_out() {
         .mount(&pexip)
         .await;
     let started = Instant::now();
-    let err = client(&pexip.uri(), basic()).get_conference(1).await.unwrap_err();
-    assert!(matches!(err, PexipError::Unavailable(ref m) if m.contains("timed out")), "{err:?}");
+    let err = client(&pexip.uri(), basic())
+        .get_conference(1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PexipError::Unavailable(ref m) if m.contains("timed out")),
+        "{err:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 

@@ -183,10 +183,9 @@ impl OAuth {
                 "token endpoint refused the client credentials ({status})"
             )));
         }
-        let body: TokenResponse = response
-            .json()
-            .await
-            .map_err(|_| PexipError::Unavailable("token endpoint sent an unreadable answer".into()))?;
+        let body: TokenResponse = response.json().await.map_err(|_| {
+            PexipError::Unavailable("token endpoint sent an unreadable answer".into())
+        })?;
         let lifetime = Duration::from_secs(body.expires_in.max(1));
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         Ok(CachedToken {
@@ -234,7 +233,11 @@ mxIBVzSdiMjjKlERWdsxVOswWB7XES1QyIB9JYiN5db4pV2pfpy6wgQa
 
     #[test]
     fn rejects_other_keys_without_echoing_them() {
-        for bad in ["not a key", "bm90IGEga2V5", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"] {
+        for bad in [
+            "not a key",
+            "bm90IGEga2V5",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+        ] {
             let err = parse_private_key(bad).unwrap_err();
             assert!(!err.contains(bad), "{err}");
         }

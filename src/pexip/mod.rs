@@ -51,7 +51,8 @@ impl PexipError {
         let what = if e.is_timeout() {
             "timed out".to_owned()
         } else if is_tls_error(e) {
-            "TLS handshake failed (is the Management Node's CA trusted? see PEXIP_CA_CERT)".to_owned()
+            "TLS handshake failed (is the Management Node's CA trusted? see PEXIP_CA_CERT)"
+                .to_owned()
         } else if e.is_connect() {
             "connection failed".to_owned()
         } else {
@@ -323,7 +324,9 @@ impl PexipClient {
             .join(next)
             .map_err(|_| PexipError::Protocol("meta.next is not a URL".into()))?;
         if url.origin() != self.inner.base.origin() {
-            return Err(PexipError::Protocol("meta.next points to another host".into()));
+            return Err(PexipError::Protocol(
+                "meta.next points to another host".into(),
+            ));
         }
         Ok(url)
     }
@@ -478,7 +481,9 @@ fn id_from_location(location: &str) -> Result<u64, PexipError> {
         Err(_) => location.split('?').next().unwrap_or_default().to_owned(),
     };
     if !is_object_path(&path) {
-        return Err(PexipError::Protocol("Location is not a conference URL".into()));
+        return Err(PexipError::Protocol(
+            "Location is not a conference URL".into(),
+        ));
     }
     path.trim_end_matches('/')
         .rsplit('/')
@@ -578,7 +583,8 @@ mod tests {
     #[test]
     fn ids_come_from_location() {
         assert_eq!(
-            id_from_location("https://m.example/api/admin/configuration/v1/conference/42/").unwrap(),
+            id_from_location("https://m.example/api/admin/configuration/v1/conference/42/")
+                .unwrap(),
             42
         );
         assert_eq!(
@@ -596,7 +602,8 @@ mod tests {
 
     #[test]
     fn summarises_pexip_400_bodies() {
-        let body = br#"{"conference":{"name":["Virtual Meeting Room with this Name already exists."]}}"#;
+        let body =
+            br#"{"conference":{"name":["Virtual Meeting Room with this Name already exists."]}}"#;
         assert_eq!(
             summarise_400(body),
             "name: Virtual Meeting Room with this Name already exists."

@@ -70,9 +70,9 @@ async fn request_span(request: Request, next: Next) -> Response {
 pub(crate) fn rejection(rule: &'static str, rejection: impl IntoResponse) -> AppError {
     let status = rejection.into_response().status();
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            AppError::PayloadTooLarge(format!("request body is larger than {MAX_BODY_BYTES} bytes"))
-        }
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(format!(
+            "request body is larger than {MAX_BODY_BYTES} bytes"
+        )),
         _ => AppError::bad_request(rule, format!("malformed request ({status})")),
     }
 }

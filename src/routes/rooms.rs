@@ -51,7 +51,8 @@ async fn delete_room(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AppError> {
     let Path(raw) = path.map_err(|r| super::rejection("room-name", r))?;
-    let name = RoomName::parse(&raw).map_err(|detail| AppError::bad_request("room-name", detail))?;
+    let name =
+        RoomName::parse(&raw).map_err(|detail| AppError::bad_request("room-name", detail))?;
     state.broker.delete_room(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -151,6 +151,8 @@ fn start() -> Azurite {
         if let Some(port) = ready_port(&output) {
             // Listening was announced; make sure it really accepts connections.
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Reap the watchdog whenever it ends (Azurite gone): no zombie while we live.
+                std::thread::spawn(move || shell.wait());
                 return Azurite { port, log };
             }
         }
@@ -161,6 +163,9 @@ fn start() -> Azurite {
             );
         }
         if Instant::now() > deadline {
+            // SIGTERM runs the watchdog's trap, which stops Azurite too.
+            let _ = Command::new("kill").arg(shell.id().to_string()).status();
+            let _ = shell.wait();
             panic!(
                 "Azurite did not start listening within {}s; its output ({}):\n{output}",
                 START_TIMEOUT.as_secs(),
