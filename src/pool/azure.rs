@@ -717,6 +717,27 @@ mod tests {
         assert_eq!(server.received_requests().await.unwrap().len(), 4);
     }
 
+    #[tokio::test]
+    async fn transport_errors_drop_the_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = RedactingClient::new(Duration::from_secs(2)).unwrap();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/a/q?sv=1&sig=SECRETSIG")).unwrap();
+        let request = Request::new(url, azure_core::http::Method::Get);
+        let err = client.execute_request(&request).await.unwrap_err();
+        assert_eq!(err.kind(), &ErrorKind::Connection);
+        let mut text = format!("{err} {err:?}");
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            text.push_str(&format!(" {s} {s:?}"));
+            source = s.source();
+        }
+        assert!(!text.contains("SECRETSIG"), "{text}");
+    }
+
     #[test]
     fn invalid_queue_name_is_config() {
         let err = AzureQueue::new(

@@ -121,6 +121,8 @@ impl Queue {
 
     /// Receives up to `max` (at most 32) visible messages and hides them for `lease`
     /// (at least 1 s). Returns an empty list when none is visible.
+    /// Note (Azure): if a response is lost and the request retried, the messages of the lost
+    /// response stay invisible until their lease ends, then come back (dequeue count raised).
     pub async fn receive(&self, max: u32, lease: Duration) -> Result<Vec<Received>, QueueError> {
         match &self.backend {
             Backend::Azure(q) => q.receive(max, lease).await,

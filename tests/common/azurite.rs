@@ -114,7 +114,7 @@ fn start() -> Azurite {
     // gone (normal exit, panic or SIGKILL alike), and exits when Azurite does. Port 0 lets the
     // OS pick a free port, which Azurite then prints: no window for another process to take it.
     let watchdog = r#"
-        bin=$1; owner=$2; location=$3
+        bin=$1; owner=$2; location=$3; log=$4
         "$bin" --inMemoryPersistence --silent --queueHost 127.0.0.1 --queuePort 0 </dev/null &
         child=$!
         stop() {
@@ -126,6 +126,8 @@ fn start() -> Azurite {
             kill -9 "$child" 2>/dev/null
             wait "$child" 2>/dev/null
             rm -rf "$location"
+            # Keep the log if Azurite died by itself while the tests still needed it.
+            kill -0 "$owner" 2>/dev/null || rm -f "$log"
         }
         trap 'stop; exit 0' HUP INT TERM
         while kill -0 "$owner" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
@@ -138,6 +140,7 @@ fn start() -> Azurite {
         .arg(&bin)
         .arg(pid.to_string())
         .arg(&location)
+        .arg(&log)
         .current_dir(&location)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("clone log handle"))
@@ -157,6 +160,7 @@ fn start() -> Azurite {
             }
         }
         if let Ok(Some(status)) = shell.try_wait() {
+            let output = fs::read_to_string(&log).unwrap_or_default();
             panic!(
                 "Azurite exited during start-up ({status}); its output ({}):\n{output}",
                 log.display()
