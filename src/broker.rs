@@ -73,6 +73,11 @@ impl Broker {
         }
     }
 
+    /// How long create holds a received message.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

@@ -1,12 +1,16 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use maxconf::broker::Broker;
 use maxconf::config::{LogFormat, Settings};
 use maxconf::dev::{self, DevOptions};
-use maxconf::{app, telemetry};
+use maxconf::{app, ops, telemetry};
 
 /// maxconf: hands out Pexip rooms from an Azure Storage Queue pool (Azure Functions custom handler).
+///
+/// Every command reads the same settings from the environment (see the README).
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -20,6 +24,17 @@ enum Command {
     Serve {
         #[arg(long)]
         port: Option<u16>,
+    },
+    /// Inspect or steer the room pool.
+    Pool {
+        #[command(subcommand)]
+        action: PoolAction,
+    },
+    /// Delete orphaned pool rooms and rooms handed out more than ROOM_MAX_AGE_HOURS ago.
+    Reap {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Everything on one machine, no Azure and no Pexip: a Pexip simulator, an in-memory pool, auth off.
     Dev {
@@ -43,11 +58,41 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum PoolAction {
+    /// Rooms in the pool (including warming-up ones), its target and the deletion backlog.
+    Status,
+    /// Add rooms: --count of them, or as many as the pool lacks of POOL_TARGET_SIZE.
+    Fill {
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Delete every pooled room in Pexip and empty the pool (persistent rooms are kept).
+    Drain {
+        /// Required: draining leaves no room to hand out until the pool is filled again.
+        #[arg(long, required = true)]
+        yes: bool,
+    },
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { port: None }) {
         Command::Serve { port } => serve(port).await,
+        Command::Pool { action } => {
+            with_broker(|broker| async move {
+                match action {
+                    PoolAction::Status => ops::pool_status(&broker).await,
+                    PoolAction::Fill { count } => ops::pool_fill(&broker, count).await,
+                    PoolAction::Drain { yes: _ } => ops::pool_drain(&broker).await,
+                }
+            })
+            .await
+        }
+        Command::Reap { dry_run } => {
+            with_broker(|broker| async move { ops::reap(&broker, dry_run).await }).await
+        }
         Command::Dev {
             port,
             rooms,
@@ -59,34 +104,70 @@ async fn main() -> ExitCode {
                 rooms,
                 pexip_latency: Duration::from_millis(pexip_latency_ms),
             };
-            match dev::run(options).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("maxconf dev: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            exit_status("maxconf dev", dev::run(options).await)
         }
         Command::Simulate { port, latency_ms } => {
             telemetry::init(LogFormat::Text);
-            match dev::simulate(port, Duration::from_millis(latency_ms)).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("maxconf simulate: {e}");
-                    ExitCode::FAILURE
-                }
+            let latency = Duration::from_millis(latency_ms);
+            exit_status("maxconf simulate", dev::simulate(port, latency).await)
+        }
+    }
+}
+
+fn exit_status<E: std::fmt::Display>(what: &str, result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Settings from the environment; a bad one is one line on stderr and exit status 2.
+fn settings() -> Result<Settings, ExitCode> {
+    Settings::from_env().map_err(|e| {
+        eprintln!("maxconf: invalid setting {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Runs an operator command on a broker over the real queues: exit 0 when it reports
+/// success, 1 when anything failed.
+async fn with_broker<F, Fut>(command: F) -> ExitCode
+where
+    F: FnOnce(Arc<Broker>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let settings = match settings() {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    telemetry::init_for_commands(settings.log_format);
+    let broker = async {
+        let (pool, deletions) = app::azure_queues(&settings)?;
+        app::broker(settings, pool, deletions).await
+    }
+    .await;
+    match broker {
+        Ok(broker) => {
+            if command(broker).await {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
+        }
+        Err(e) => {
+            eprintln!("maxconf: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
 async fn serve(port: Option<u16>) -> ExitCode {
-    let settings = match Settings::from_env() {
+    let settings = match settings() {
         Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("maxconf: invalid setting {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     telemetry::init(settings.log_format);
     let port = settings.port.or(port).unwrap_or(7071);
@@ -99,11 +180,5 @@ async fn serve(port: Option<u16>) -> ExitCode {
         Ok::<(), app::StartError>(())
     }
     .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("maxconf: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_status("maxconf", result)
 }

@@ -216,6 +216,14 @@ impl PexipClient {
         self.list_all(self.collection_url(filters)).await
     }
 
+    /// One small list request: is the Management Node reachable and accepting our credentials?
+    pub async fn probe(&self) -> Result<(), PexipError> {
+        let answer = self
+            .execute(Method::GET, self.collection_url(&[("limit", "1")]), None)
+            .await?;
+        expect(&answer, StatusCode::OK)
+    }
+
     /// Conferences running now, by name (the status API).
     pub async fn running_conferences(&self, name: &str) -> Result<Vec<Value>, PexipError> {
         let mut url = self.url(STATUS_CONFERENCE_PATH);

@@ -1,5 +1,8 @@
 //! The HTTP surface, as the Functions host forwards it (paths keep the `/api` prefix).
 
+mod health;
+pub mod invoke;
+pub mod pool;
 mod rooms;
 
 use std::sync::Arc;
@@ -29,6 +32,10 @@ pub fn router(state: AppState) -> Router {
         // The host polls `/` until it answers before forwarding anything.
         .route("/", get(|| async { StatusCode::NO_CONTENT }))
         .merge(rooms::router())
+        .route("/api/health", get(health::health))
+        .route("/api/pool", get(pool::pool))
+        // Timer functions: the host's JSON invocation protocol, on loopback, no token.
+        .route("/{function}", axum::routing::post(invoke::invoke))
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

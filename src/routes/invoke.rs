@@ -1,0 +1,71 @@
+//! Non-HTTP functions, called by the Functions host as `POST /<function name>` with
+//! `{"Data":{…},"Metadata":{…}}` and answered `{"Outputs":{},"Logs":[…],"ReturnValue":null}`.
+//! `Logs` lands in the invocation's own telemetry; a non-2xx answer fails the invocation.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::AppState;
+use crate::error::AppError;
+
+/// What a timer run reports: its summary lines, and whether it succeeded.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub logs: Vec<String>,
+    pub failed: bool,
+}
+
+impl RunReport {
+    pub fn log(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        tracing::info!("{line}");
+        self.logs.push(line);
+    }
+
+    pub fn fail(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        tracing::warn!("{line}");
+        self.logs.push(line);
+        self.failed = true;
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InvocationReply {
+    outputs: serde_json::Map<String, Value>,
+    logs: Vec<String>,
+    return_value: Value,
+}
+
+/// `POST /{function}`: the host's JSON invocation of a timer function.
+pub async fn invoke(
+    State(state): State<AppState>,
+    Path(function): Path<String>,
+) -> Result<Response, AppError> {
+    let broker = &state.broker;
+    let report = match function.as_str() {
+        "function-pool-maintain" => crate::maintain::run(broker, false).await,
+        "function-metrics" => crate::metrics::run(broker).await,
+        _ => return Err(AppError::NotFound(format!("no function named {function}"))),
+    };
+    Ok(reply(report))
+}
+
+fn reply(report: RunReport) -> Response {
+    let status = if report.failed {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    let body = InvocationReply {
+        outputs: serde_json::Map::new(),
+        logs: report.logs,
+        return_value: Value::Null,
+    };
+    (status, Json(body)).into_response()
+}
