@@ -133,7 +133,8 @@ async fn clean_queue(
                     && room_exists(broker, inventory, room.id).await
             }
             Ok(PoolMessage::LegacyName(name)) => {
-                !broker.settings().rooms.is_persistent(&name) && seen_name(&mut seen, inventory, &name)
+                !broker.settings().rooms.is_persistent(&name)
+                    && seen_name(&mut seen, inventory, &name)
             }
             Err(_) => false,
         };
@@ -215,7 +216,9 @@ pub async fn run_plan(broker: &Broker, plan: Plan) -> RunReport {
     let inventory = match inventory(broker).await {
         Ok(inventory) => inventory,
         Err(e) => {
-            report.fail(format!("pool maintain{mode}: Pexip inventory failed, nothing changed: {e}"));
+            report.fail(format!(
+                "pool maintain{mode}: Pexip inventory failed, nothing changed: {e}"
+            ));
             return report;
         }
     };
@@ -318,7 +321,9 @@ async fn repair(
     }
     let suspects = candidates(broker, inventory, &first, OffsetDateTime::now_utc());
     if suspects.is_empty() {
-        return Ok(format!("queue: {removed} unusable messages removed; no orphaned or leaked rooms"));
+        return Ok(format!(
+            "queue: {removed} unusable messages removed; no orphaned or leaked rooms"
+        ));
     }
     // A second look, a little later and at a jittered moment so two maintainers do not look
     // in step: a message held by a create or another look reappears by then.
@@ -378,7 +383,12 @@ pub struct Fill {
 /// Adds rooms until the pool (visible and warming up) holds `target`, a few at a time and
 /// re-reading the size between batches, so two maintainers overshoot by one batch at most.
 pub async fn top_up(broker: &Broker, target: u64) -> Result<Fill, QueueError> {
-    let batch = broker.settings().pexip.max_concurrency.saturating_sub(1).max(1) as u64;
+    let batch = broker
+        .settings()
+        .pexip
+        .max_concurrency
+        .saturating_sub(1)
+        .max(1) as u64;
     let mut fill = Fill {
         size: 0,
         created: 0,
@@ -407,7 +417,12 @@ pub async fn top_up(broker: &Broker, target: u64) -> Result<Fill, QueueError> {
 
 /// Adds exactly `count` rooms (operators' `pool fill --count`), reporting each as it lands.
 pub async fn add_rooms(broker: &Broker, count: u64, on_each: impl Fn(bool)) -> Fill {
-    let batch = broker.settings().pexip.max_concurrency.saturating_sub(1).max(1) as u64;
+    let batch = broker
+        .settings()
+        .pexip
+        .max_concurrency
+        .saturating_sub(1)
+        .max(1) as u64;
     let mut fill = Fill {
         size: 0,
         created: 0,

@@ -26,7 +26,10 @@ pub async fn run(broker: &Broker) -> RunReport {
         Err(e) => report.fail(format!("metric {name} unavailable: {e}")),
     };
     emit("maxconf_pool_available", pool.map_err(|e| e.to_string()));
-    emit("maxconf_deletion_backlog", backlog.map_err(|e| e.to_string()));
+    emit(
+        "maxconf_deletion_backlog",
+        backlog.map_err(|e| e.to_string()),
+    );
     match rooms {
         Ok(rooms) => {
             let allocated = rooms

@@ -10,8 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::broker::Broker;
 use crate::maintain::{self, Plan};
 use crate::pexip::PexipError;
-use crate::pool::message::{self, PoolMessage};
 use crate::pool::MAX_BATCH;
+use crate::pool::message::{self, PoolMessage};
 
 /// A progress bar on a terminal; plain lines on anything else (CI logs, pipes).
 struct Progress(Option<ProgressBar>);
@@ -79,7 +79,11 @@ pub async fn pool_fill(broker: &Broker, count: Option<u64>) -> bool {
     }
     let progress = Progress::new(count);
     let fill = maintain::add_rooms(broker, count, |ok| {
-        progress.step(if ok { "room added".into() } else { "room failed".into() })
+        progress.step(if ok {
+            "room added".into()
+        } else {
+            "room failed".into()
+        })
     })
     .await;
     progress.finish();
@@ -96,7 +100,11 @@ pub async fn pool_drain(broker: &Broker) -> bool {
     let progress = Progress::new(total);
     let (mut drained, mut failed) = (0u64, 0u64);
     loop {
-        let batch = match broker.pool().receive(MAX_BATCH, Duration::from_secs(120)).await {
+        let batch = match broker
+            .pool()
+            .receive(MAX_BATCH, Duration::from_secs(120))
+            .await
+        {
             Ok(batch) if batch.is_empty() => break,
             Ok(batch) => batch,
             Err(e) => {
@@ -137,9 +145,10 @@ pub async fn pool_drain(broker: &Broker) -> bool {
 async fn drain_room(broker: &Broker, text: &str) -> Result<String, PexipError> {
     let (id, name) = match message::decode(text) {
         Ok(PoolMessage::Room(room)) => (Some(room.id), room.name),
-        Ok(PoolMessage::LegacyName(name)) => {
-            (broker.pexip().find_by_name(&name).await?.map(|c| c.id), name)
-        }
+        Ok(PoolMessage::LegacyName(name)) => (
+            broker.pexip().find_by_name(&name).await?.map(|c| c.id),
+            name,
+        ),
         Err(_) => return Ok("an unreadable message".into()),
     };
     if broker.settings().rooms.is_persistent(&name) {

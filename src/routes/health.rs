@@ -26,7 +26,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let word = |ok: bool| if ok { "ok" } else { "failed" };
     let healthy = storage_ok && pexip_ok;
     if !healthy {
-        tracing::warn!(storage = word(storage_ok), pexip = word(pexip_ok), "health check degraded");
+        tracing::warn!(
+            storage = word(storage_ok),
+            pexip = word(pexip_ok),
+            "health check degraded"
+        );
     }
     let body = json!({
         "status": if healthy { "alive" } else { "degraded" },
