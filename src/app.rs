@@ -39,18 +39,31 @@ pub fn azure_queues(settings: &Settings) -> Result<(Queue, Queue), StartError> {
 /// The broker over the given queues (operator commands use it directly). Queues are created
 /// if missing; a storage outage here is logged, not fatal (the host would only restart us into
 /// the same outage).
-pub async fn broker(settings: Settings, pool: Queue, deletions: Queue) -> Result<Arc<Broker>, StartError> {
+pub async fn broker(
+    settings: Settings,
+    pool: Queue,
+    deletions: Queue,
+) -> Result<Arc<Broker>, StartError> {
     for queue in [&pool, &deletions] {
         if let Err(e) = queue.create_if_missing().await {
             tracing::warn!(queue = queue.name(), error = %e, "could not make sure the queue exists");
         }
     }
     let pexip = PexipClient::new(&settings.pexip)?;
-    Ok(Arc::new(Broker::new(Arc::new(settings), pexip, pool, deletions)))
+    Ok(Arc::new(Broker::new(
+        Arc::new(settings),
+        pexip,
+        pool,
+        deletions,
+    )))
 }
 
 /// The HTTP service's shared state.
-pub async fn state(settings: Settings, pool: Queue, deletions: Queue) -> Result<AppState, StartError> {
+pub async fn state(
+    settings: Settings,
+    pool: Queue,
+    deletions: Queue,
+) -> Result<AppState, StartError> {
     match settings.auth {
         AuthMode::None => tracing::warn!(
             "AUTH_MODE=none: private routes accept any caller that reaches the function"
