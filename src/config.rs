@@ -450,17 +450,9 @@ impl Env<'_> {
         Ok(url)
     }
 
-    /// Azure queue names: 3..63 of lowercase letters, digits and single hyphens.
     fn queue_name(&self, name: &str, default: &str) -> Result<String, ConfigError> {
         let value = self.string_or(name, default)?;
-        let valid = (3..=63).contains(&value.len())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !value.starts_with('-')
-            && !value.ends_with('-')
-            && !value.contains("--");
-        if !valid {
+        if !crate::pool::is_valid_queue_name(&value) {
             return Err(ConfigError::new(
                 name,
                 "must be a valid Azure queue name (3-63 lowercase letters, digits, single hyphens)",

@@ -105,7 +105,7 @@ impl Queue {
     /// Creates the queue if it does not exist; succeeds if it does.
     pub async fn create_if_missing(&self) -> Result<(), QueueError> {
         match &self.backend {
-            Backend::Azure(q) => q.create_if_missing().await,
+            Backend::Azure(q) => logged(q.name(), "create_if_missing", q.create_if_missing()).await,
             Backend::Memory(_) => Ok(()),
         }
     }
@@ -114,7 +114,7 @@ impl Queue {
     /// Always TTL -1 (never expires). Never retried (a failed send may still have stored the message: the caller decides).
     pub async fn send(&self, text: &str, initial_invisibility: Duration) -> Result<(), QueueError> {
         match &self.backend {
-            Backend::Azure(q) => q.send(text, initial_invisibility).await,
+            Backend::Azure(q) => logged(q.name(), "send", q.send(text, initial_invisibility)).await,
             Backend::Memory(q) => q.send(text, initial_invisibility),
         }
     }
@@ -125,7 +125,7 @@ impl Queue {
     /// response stay invisible until their lease ends, then come back (dequeue count raised).
     pub async fn receive(&self, max: u32, lease: Duration) -> Result<Vec<Received>, QueueError> {
         match &self.backend {
-            Backend::Azure(q) => q.receive(max, lease).await,
+            Backend::Azure(q) => logged(q.name(), "receive", q.receive(max, lease)).await,
             Backend::Memory(q) => q.receive(max, lease),
         }
     }
@@ -135,7 +135,7 @@ impl Queue {
     /// message is then deleted; either way this caller no longer holds it.
     pub async fn delete(&self, msg: &Received) -> Result<(), QueueError> {
         match &self.backend {
-            Backend::Azure(q) => q.delete(msg).await,
+            Backend::Azure(q) => logged(q.name(), "delete", q.delete(msg)).await,
             Backend::Memory(q) => q.delete(msg),
         }
     }
@@ -144,7 +144,7 @@ impl Queue {
     /// receipt is stale. The message's pop receipt changes: `msg` cannot be used afterwards.
     pub async fn release(&self, msg: &Received, after: Duration) -> Result<(), QueueError> {
         match &self.backend {
-            Backend::Azure(q) => q.release(msg, after).await,
+            Backend::Azure(q) => logged(q.name(), "release", q.release(msg, after)).await,
             Backend::Memory(q) => q.release(msg, after),
         }
     }
@@ -152,7 +152,7 @@ impl Queue {
     /// The texts of up to `max` (at most 32) visible messages, without leasing them.
     pub async fn peek(&self, max: u32) -> Result<Vec<String>, QueueError> {
         match &self.backend {
-            Backend::Azure(q) => q.peek(max).await,
+            Backend::Azure(q) => logged(q.name(), "peek", q.peek(max)).await,
             Backend::Memory(q) => q.peek(max),
         }
     }
@@ -160,7 +160,7 @@ impl Queue {
     /// All messages, visible or not (leased and warming-up ones included). Approximate on Azure.
     pub async fn approximate_count(&self) -> Result<u64, QueueError> {
         match &self.backend {
-            Backend::Azure(q) => q.approximate_count().await,
+            Backend::Azure(q) => logged(q.name(), "approximate_count", q.approximate_count()).await,
             Backend::Memory(q) => q.approximate_count(),
         }
     }
@@ -168,10 +168,28 @@ impl Queue {
     /// Deletes every message, visible or not.
     pub async fn clear(&self) -> Result<(), QueueError> {
         match &self.backend {
-            Backend::Azure(q) => q.clear().await,
+            Backend::Azure(q) => logged(q.name(), "clear", q.clear()).await,
             Backend::Memory(q) => q.clear(),
         }
     }
+}
+
+/// Every storage request is logged at debug: queue, operation, outcome, duration (never the URL).
+async fn logged<T>(
+    queue: &str,
+    op: &'static str,
+    request: impl std::future::Future<Output = Result<T, QueueError>>,
+) -> Result<T, QueueError> {
+    let started = std::time::Instant::now();
+    let result = request.await;
+    tracing::debug!(
+        queue,
+        op,
+        ok = result.is_ok(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "storage request"
+    );
+    result
 }
 
 /// Rounds up to whole seconds (the service's unit), so a warm-up is never shortened.
