@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::auth::EntraValidator;
 use crate::broker::Broker;
 use crate::config::{AuthMode, Settings};
 use crate::pexip::PexipClient;
@@ -23,8 +24,8 @@ pub enum StartError {
     Queue(#[from] crate::pool::QueueError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Unsupported(&'static str),
+    #[error("AUTH_MODE: {0}")]
+    Auth(String),
 }
 
 /// The two queues, on Azure Storage (or Azurite) as the settings say.
@@ -64,20 +65,17 @@ pub async fn state(
     pool: Queue,
     deletions: Queue,
 ) -> Result<AppState, StartError> {
-    match settings.auth {
-        AuthMode::None => tracing::warn!(
+    if matches!(settings.auth, AuthMode::None) {
+        tracing::warn!(
             "AUTH_MODE=none: private routes accept any caller that reaches the function"
-        ),
-        // Refuse rather than run unchecked while the operator believes tokens are validated.
-        AuthMode::Entra { .. } => {
-            return Err(StartError::Unsupported(
-                "AUTH_MODE: `entra` token validation is not in this build yet; \
-                 use `none` behind APIM's validate-jwt",
-            ));
-        }
+        );
     }
+    let auth = EntraValidator::from_mode(&settings.auth)
+        .map_err(|e| StartError::Auth(e.to_string()))?
+        .map(Arc::new);
     Ok(AppState {
         broker: broker(settings, pool, deletions).await?,
+        auth,
     })
 }
 

@@ -2,10 +2,13 @@
 //! served as an Azure Functions custom handler.
 
 pub mod app;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod gc;
+pub mod genesys;
 pub mod maintain;
 pub mod metrics;
 pub mod ops;

@@ -36,6 +36,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Delete the rooms whose deletion is due on the deletion queue (what function-room-gc does).
+    Gc {
+        /// Only report what would be done; nothing is deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Everything on one machine, no Azure and no Pexip: a Pexip simulator, an in-memory pool, auth off.
     Dev {
         #[arg(long, default_value_t = 7071)]
@@ -92,6 +98,9 @@ async fn main() -> ExitCode {
         }
         Command::Reap { dry_run } => {
             with_broker(|broker| async move { ops::reap(&broker, dry_run).await }).await
+        }
+        Command::Gc { dry_run } => {
+            with_broker(|broker| async move { maxconf::gc::command(&broker, dry_run).await }).await
         }
         Command::Dev {
             port,

@@ -130,12 +130,13 @@ async fn unknown_routes_and_methods_are_problems() {
         405,
     )
     .await;
+    // GET reads a room named "create" (none here), not the create route.
     problem(
         app.request(reqwest::Method::GET, "/api/room/create")
             .send()
             .await
             .unwrap(),
-        405,
+        404,
     )
     .await;
     // The host's start-up probe gets an answer.

@@ -51,6 +51,7 @@ pub async fn invoke(
     let report = match function.as_str() {
         "function-pool-maintain" => crate::maintain::run(broker, false).await,
         "function-metrics" => crate::metrics::run(broker).await,
+        "function-room-gc" => crate::gc::run(broker, false).await,
         _ => return Err(AppError::NotFound(format!("no function named {function}"))),
     };
     Ok(reply(report))

@@ -1,9 +1,13 @@
 //! The HTTP surface, as the Functions host forwards it (paths keep the `/api` prefix).
 
+mod collection;
 mod health;
 pub mod invoke;
 pub mod pool;
+mod public;
 mod rooms;
+
+pub use rooms::validate_update;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,15 +29,26 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub broker: Arc<Broker>,
+    /// Entra ID token validation for the private routes; `None` with `AUTH_MODE=none`.
+    pub auth: Option<Arc<crate::auth::EntraValidator>>,
 }
 
 pub fn router(state: AppState) -> Router {
+    // Private routes take an Entra ID token and nothing else; the public ones check their own
+    // credentials (Genesys token, event-sink Basic) and never accept a bearer token instead.
+    let private = rooms::router()
+        .merge(collection::router())
+        .route("/api/pool", get(pool::pool))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_token,
+        ));
     Router::new()
         // The host polls `/` until it answers before forwarding anything.
         .route("/", get(|| async { StatusCode::NO_CONTENT }))
-        .merge(rooms::router())
+        .merge(private)
+        .merge(public::router(&state))
         .route("/api/health", get(health::health))
-        .route("/api/pool", get(pool::pool))
         // Timer functions: the host's JSON invocation protocol, on loopback, no token.
         .route("/{function}", axum::routing::post(invoke::invoke))
         .fallback(|| async { AppError::NotFound("no such route".into()) })
