@@ -143,3 +143,23 @@ async fn unknown_routes_and_methods_are_problems() {
     let probe = reqwest::get(format!("{}/", app.base)).await.unwrap();
     assert!(probe.status().is_success());
 }
+
+#[tokio::test]
+async fn names_reach_pexip_only_as_encoded_query_values() {
+    let sim = sim().await;
+    let app = TestApp::spawn(&sim.base_url()).await;
+    // `+` and `=` are legal in names; in a query they must be encoded or they change meaning.
+    sim.sim.insert_room(json!({"name": "a+b=c"})).unwrap();
+    sim.sim.insert_room(json!({"name": "a b=c"})).unwrap();
+    assert_eq!(app.delete_room("a+b=c").await.status(), 204);
+    assert!(sim.sim.room_by_name("a+b=c").is_none());
+    assert!(
+        sim.sim.room_by_name("a b=c").is_some(),
+        "the other room is untouched"
+    );
+    let lookup = &sim.sim.request_log()[0].path_and_query;
+    assert_eq!(
+        lookup,
+        "/api/admin/configuration/v1/conference/?name=a%2Bb%3Dc"
+    );
+}
