@@ -105,12 +105,13 @@ async fn serves_as_the_functions_host_starts_it() {
         .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", "worker-1")
         .env("FUNCTIONS_APP_ROOT_PATH", env!("CARGO_MANIFEST_DIR"))
         .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_until_up(port, &mut child).await;
-    let _guard = Killed(child);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut guard = Killed(child);
 
     let http = reqwest::Client::new();
     let response = http
@@ -137,6 +138,24 @@ async fn serves_as_the_functions_host_starts_it() {
         .unwrap();
     assert_eq!(response.status(), 204);
     assert!(sim.sim.room_by_name(name).is_none());
+
+    // Logs are JSON lines; a request's events carry its invocation id and room name.
+    let _ = guard.0.kill();
+    let _ = guard.0.wait();
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut logs).unwrap();
+    let done = logs
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("one JSON object per line"))
+        .find(|event| {
+            event["message"] == "request done" && event["span"]["path"] == "/api/room/create"
+        })
+        .expect("a request done event for create");
+    assert_eq!(
+        done["span"]["invocation_id"],
+        "0b5e1e8e-0000-4000-8000-000000000001"
+    );
+    assert_eq!(done["span"]["room"], name);
 }
 
 #[tokio::test]

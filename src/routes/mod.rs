@@ -73,6 +73,7 @@ async fn request_span(request: Request, next: Next) -> Response {
         method = %request.method(),
         path = request.uri().path(),
         invocation_id = %invocation_id,
+        room = tracing::field::Empty,
     );
     async move {
         let started = Instant::now();

@@ -41,6 +41,7 @@ async fn create(
     let tag = uui::tag_from_uui(&raw, &state.broker.settings().uui)
         .map_err(|e| AppError::bad_request(e.rule(), e.to_string()))?;
     let handout = state.broker.create(&tag).await?;
+    tracing::Span::current().record("room", handout.room.name.as_str());
     state.broker.spawn_refill(&handout);
     Ok(Json(handout.room))
 }
@@ -62,9 +63,7 @@ async fn delete_room(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, AppError> {
-    let Path(raw) = path.map_err(|r| super::rejection("room-name", r))?;
-    let name =
-        RoomName::parse(&raw).map_err(|detail| AppError::bad_request("room-name", detail))?;
+    let name = room_name(path)?;
     state.broker.delete_room(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -111,9 +110,13 @@ pub(super) fn pexip_error(e: PexipError) -> AppError {
     }
 }
 
+/// The validated room name of the path, recorded on the request's span.
 pub(super) fn room_name(path: Result<Path<String>, PathRejection>) -> Result<RoomName, AppError> {
     let Path(raw) = path.map_err(|r| super::rejection("room-name", r))?;
-    RoomName::parse(&raw).map_err(|detail| AppError::bad_request("room-name", detail))
+    let name =
+        RoomName::parse(&raw).map_err(|detail| AppError::bad_request("room-name", detail))?;
+    tracing::Span::current().record("room", name.as_str());
+    Ok(name)
 }
 
 /// `constrained_attributes`: `true` (default) or `false`, in any case (Python callers send
