@@ -76,6 +76,7 @@ pub async fn state(
     Ok(AppState {
         broker: broker(settings, pool, deletions).await?,
         auth,
+        health: Default::default(),
     })
 }
 

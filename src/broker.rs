@@ -3,11 +3,13 @@
 //! Pool rules (SPEC.md, "The pool"):
 //! - A room is handed out only when its message was deleted: the pop receipt proves we were
 //!   its only holder, so no room is ever handed out twice.
-//! - A send is never repeated. A send that failed may still have stored its message, so the
-//!   room behind a failed send is deleted in Pexip instead: a message that did get stored then
-//!   names a room that is gone and is discarded on receipt, never handed out.
-//! - Rooms carry their state in Pexip's `description`: `maxconf:pool:<time>` while pooled,
-//!   `maxconf:allocated:<time>` once handed out, so the maintainer can repair the books.
+//! - A send is never repeated: a send that failed may still have stored its message, and a
+//!   second send would give the room two messages.
+//! - Rooms carry their state in Pexip's `description`: `maxconf:creating:<time>` from the POST
+//!   until its message is sent, `maxconf:pool:<time>` while pooled, `maxconf:allocated:<time>`
+//!   once handed out. A room left `creating` (a refill killed or failing before or during its
+//!   send) is settled by the maintainer: promoted to `pool` if its message shows up, deleted
+//!   once it is old enough that no message can still be hidden for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use crate::room::{self, ConstrainedConference, RoomName};
 /// Messages one create may look at before giving up (stale or unusable ones are skipped).
 pub const MAX_MESSAGES_PER_CREATE: usize = 5;
 
+pub const CREATING_MARKER: &str = "maxconf:creating:";
 pub const POOL_MARKER: &str = "maxconf:pool:";
 pub const ALLOCATED_MARKER: &str = "maxconf:allocated:";
 
@@ -35,9 +38,11 @@ pub struct Broker {
     pexip: PexipClient,
     pool: Queue,
     deletions: Queue,
-    /// How long a received message stays hidden while create works on it: longer than the
-    /// slowest PATCH with all its retries, so the lease cannot lapse under a working create.
+    /// How long a received message stays hidden while create works on it. A create gives up
+    /// well before it ends (`deadline`), so the lease cannot lapse under a working create and
+    /// let a second create hand the same room out.
     lease: Duration,
+    deadline: Duration,
     /// Refills may use all Pexip slots but one, which stays free for the critical path.
     refill_slots: Arc<Semaphore>,
 }
@@ -47,19 +52,16 @@ pub struct Broker {
 pub enum RefillError {
     #[error("creating the room in Pexip failed: {0}")]
     Pexip(#[from] PexipError),
-    #[error("enqueueing room {name} failed ({cause}); the room was deleted")]
+    #[error("enqueueing room {name} failed ({cause}); the maintainer will settle it")]
     EnqueueFailed { name: String, cause: QueueError },
-    #[error("enqueueing room {name} failed ({cause}) and deleting it failed too ({delete})")]
-    EnqueueAndCleanupFailed {
-        name: String,
-        cause: QueueError,
-        delete: PexipError,
-    },
 }
 
 impl Broker {
     pub fn new(settings: Arc<Settings>, pexip: PexipClient, pool: Queue, deletions: Queue) -> Self {
-        let lease = settings.pexip.timeout * 4 + Duration::from_secs(30);
+        // Worst case of one PATCH: 3 tries, each possibly a token fetch, the request and a resend
+        // after a 401, plus two waits of up to 30 s for Retry-After.
+        let lease = settings.pexip.timeout * 12 + Duration::from_secs(90);
+        let deadline = lease - Duration::from_secs(30);
         let refill_slots = Arc::new(Semaphore::new(
             settings.pexip.max_concurrency.saturating_sub(1).max(1),
         ));
@@ -69,6 +71,7 @@ impl Broker {
             pool,
             deletions,
             lease,
+            deadline,
             refill_slots,
         }
     }
@@ -97,6 +100,17 @@ impl Broker {
     /// Hands out a pool room with `tag` set. Critical path: one receive, then the PATCH and
     /// the message delete together. The caller starts a refill after answering.
     pub async fn create(&self, tag: &str) -> Result<Handout, AppError> {
+        tokio::time::timeout(self.deadline, self.create_within_lease(tag))
+            .await
+            .unwrap_or_else(|_| {
+                Err(AppError::unavailable(
+                    "Pexip is unavailable",
+                    "create ran out of time before its lease",
+                ))
+            })
+    }
+
+    async fn create_within_lease(&self, tag: &str) -> Result<Handout, AppError> {
         let description = format!("{ALLOCATED_MARKER}{}", now_rfc3339());
         let patch = json!({"tag": tag, "description": description});
         for _ in 0..MAX_MESSAGES_PER_CREATE {
@@ -108,6 +122,7 @@ impl Broker {
             let Some(msg) = received.into_iter().next() else {
                 return self.create_on_demand(tag, &description).await;
             };
+            let received_at = std::time::Instant::now();
             let Some(room) = self.read_message(&msg).await? else {
                 continue;
             };
@@ -115,6 +130,12 @@ impl Broker {
                 self.pexip.patch_conference(room.id, &patch),
                 self.pool.delete(&msg)
             );
+            // Within our lease nobody else can hold this receipt: NotFound then means a retried
+            // delete whose first try already deleted the message — ours.
+            let deleted = match deleted {
+                Err(QueueError::NotFound) if received_at.elapsed() < self.deadline => Ok(()),
+                other => other,
+            };
             match (patched, deleted) {
                 (Ok(()), Ok(())) => {
                     tracing::info!(room = %room.name, id = room.id, "room handed out");
@@ -162,6 +183,13 @@ impl Broker {
         let room = match message::decode(&msg.text) {
             Ok(PoolMessage::Room(room)) => room,
             Ok(PoolMessage::LegacyName(name)) => match self.pexip.find_by_name(&name).await {
+                // A name-only message may be a duplicate from the original system: a room that
+                // already has a tag was handed out and must not be handed out again.
+                Ok(Some(conference)) if !conference.tag.is_empty() => {
+                    tracing::warn!(room = %name, "legacy pool message names a handed-out room; discarded");
+                    self.discard(msg).await;
+                    return Ok(None);
+                }
                 Ok(Some(conference)) => PooledRoom::from_conference(&conference),
                 Ok(None) => {
                     tracing::warn!(room = %name, "legacy pool message names no room; discarded");
@@ -250,33 +278,33 @@ impl Broker {
         }
     }
 
-    /// Creates one room and enqueues it (TTL -1, warm-up invisibility). Never re-sends.
+    /// Creates one room and enqueues it (TTL -1, warm-up invisibility). Never re-sends. The room
+    /// is marked `creating` until its message is sent, then `pool`; a failed send leaves it
+    /// `creating` for the maintainer, which can tell whether the message was stored after all.
     pub async fn refill_one(&self) -> Result<String, RefillError> {
         let _slot = self.refill_slots.acquire().await.expect("never closed");
-        let description = format!("{POOL_MARKER}{}", now_rfc3339());
-        let conference = self.create_room("", &description).await?;
+        let created = now_rfc3339();
+        let conference = self
+            .create_room("", &format!("{CREATING_MARKER}{created}"))
+            .await?;
         let pooled = PooledRoom::from_conference(&conference);
-        match self
+        if let Err(cause) = self
             .pool
             .send(&pooled.encode(), self.settings.pool.warmup)
             .await
         {
-            Ok(()) => {
-                tracing::info!(room = %pooled.name, id = pooled.id, "room added to the pool");
-                Ok(pooled.name)
-            }
-            Err(cause) => match self.pexip.delete_conference(pooled.id).await {
-                Ok(()) | Err(PexipError::NotFound) => Err(RefillError::EnqueueFailed {
-                    name: pooled.name,
-                    cause,
-                }),
-                Err(delete) => Err(RefillError::EnqueueAndCleanupFailed {
-                    name: pooled.name,
-                    cause,
-                    delete,
-                }),
-            },
+            return Err(RefillError::EnqueueFailed {
+                name: pooled.name,
+                cause,
+            });
         }
+        let promote = json!({"description": format!("{POOL_MARKER}{created}")});
+        if let Err(e) = self.pexip.patch_conference(pooled.id, &promote).await {
+            // Harmless: the maintainer promotes it when it sees the message.
+            tracing::warn!(room = %pooled.name, error = %e, "could not mark the room pooled");
+        }
+        tracing::info!(room = %pooled.name, id = pooled.id, "room added to the pool");
+        Ok(pooled.name)
     }
 
     /// Replaces a handed-out room in the background (after the response).

@@ -193,7 +193,13 @@ impl Settings {
                     ));
                 }
             },
-            gc_grace: Duration::from_secs(env.ranged("GC_GRACE_SECS", 600, 0, 7 * 24 * 3_600)?),
+            // Storage refuses an invisibility of 7 days or more.
+            gc_grace: Duration::from_secs(env.ranged(
+                "GC_GRACE_SECS",
+                600,
+                0,
+                7 * 24 * 3_600 - 1,
+            )?),
             connection_name,
         };
 
@@ -221,6 +227,18 @@ impl Settings {
                 "at most 200 characters of [A-Za-z0-9._~=+-]",
             ));
         }
+        let persistent_prefixes = env.list_or("PERSISTENT_ROOM_PREFIXES", "test_,vkiosk_")?;
+        if let Some(p) = persistent_prefixes
+            .iter()
+            .find(|p| name_prefix.starts_with(p.as_str()))
+        {
+            return Err(ConfigError::new(
+                "ROOM_NAME_PREFIX",
+                format!(
+                    "must not start with the persistent prefix `{p}`: new rooms would be persistent"
+                ),
+            ));
+        }
         let rooms = RoomSettings {
             name_prefix,
             pin_length: env.ranged("ROOM_PIN_LENGTH", 6, 4, 20)? as usize,
@@ -228,7 +246,7 @@ impl Settings {
             max_age: Duration::from_secs(
                 3_600 * env.ranged("ROOM_MAX_AGE_HOURS", 24, 1, 24 * 365)?,
             ),
-            persistent_prefixes: env.list_or("PERSISTENT_ROOM_PREFIXES", "test_,vkiosk_")?,
+            persistent_prefixes,
         };
 
         let tag_template = env.string_or("TAG_URL_TEMPLATE", DEFAULT_TAG_URL_TEMPLATE)?;
@@ -565,6 +583,8 @@ mod tests {
             (&[("ROOM_TEMPLATE", "[1]")], &[], "ROOM_TEMPLATE"),
             (&[("ROOM_TEMPLATE", r#"{"pin":"1"}"#)], &[], "ROOM_TEMPLATE"),
             (&[("ROOM_NAME_PREFIX", "a/b")], &[], "ROOM_NAME_PREFIX"),
+            (&[("ROOM_NAME_PREFIX", "test_x")], &[], "ROOM_NAME_PREFIX"),
+            (&[("GC_GRACE_SECS", "604800")], &[], "GC_GRACE_SECS"),
             (&[("PEXIP_TIMEOUT_SECS", "0")], &[], "PEXIP_TIMEOUT_SECS"),
             (
                 &[("PEXIP_MAX_CONCURRENCY", "0")],

@@ -157,6 +157,13 @@ impl Genesys {
                 }
                 state.cache.remove(&key);
             }
+            // Lookups whose callers all hung up leave an entry only the map holds: drop those
+            // before the map can grow without bound.
+            if state.in_flight.len() >= MAX_CACHED {
+                state
+                    .in_flight
+                    .retain(|_, cell| Arc::strong_count(cell) > 1);
+            }
             state.in_flight.entry(key).or_default().clone()
         };
         // One caller runs the call; the others wait for its answer. If that caller goes away

@@ -4,14 +4,17 @@
 //! A run takes Pexip's inventory, looks at the visible pool messages, then:
 //! - discards messages that cannot be used (room gone, persistent, unreadable, a second message
 //!   for one room) so that a room is never reachable by two messages;
-//! - deletes **orphans**: pool rooms that no message reaches (a refill killed between creating
-//!   the room and enqueueing it) once they are older than warm-up plus a create's lease;
-//! - **reaps** leaked rooms: handed out more than `ROOM_MAX_AGE_HOURS` ago with no message;
+//! - settles rooms a refill left `creating` (killed, or its send failed): one whose message
+//!   shows up is marked `pool`; one still without a message once it is older than warm-up plus
+//!   a create's lease is an **orphan** and is deleted (no message can still be hidden for it);
+//! - **reaps** leaked rooms: handed out (or pooled) more than `ROOM_MAX_AGE_HOURS` ago and
+//!   reachable by no message;
 //! - tops the pool up to `POOL_TARGET_SIZE`.
 //!
-//! Nothing is deleted on one look: a room must lack a message in two looks a few seconds apart
-//! (a create or another maintainer may hold its message for a moment), and it is read back just
-//! before the delete. Persistent rooms and rooms without maxconf's marker are never touched.
+//! Pooled rooms are never judged on a short look: a create may hold their message for a while.
+//! Nothing is deleted on one look: a room must lack a message in two looks a few seconds apart,
+//! and it is read back just before the delete. Persistent rooms and rooms without maxconf's
+//! marker are never touched. One room that cannot be handled does not stop the run.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -19,7 +22,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::broker::{ALLOCATED_MARKER, Broker, POOL_MARKER};
+use crate::broker::{ALLOCATED_MARKER, Broker, CREATING_MARKER, POOL_MARKER};
 use crate::config::Settings;
 use crate::pexip::{Conference, PexipError};
 use crate::pool::message::{self, PoolMessage};
@@ -35,6 +38,8 @@ const CLEANUP_LEASE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomKind {
     Persistent,
+    /// Created by a refill at that time; its message may not have been sent.
+    Creating(OffsetDateTime),
     /// Pool-marked and not handed out, since that time.
     Pool(OffsetDateTime),
     /// Handed out at that time.
@@ -52,10 +57,19 @@ pub fn classify(room: &Conference, settings: &Settings) -> RoomKind {
             .strip_prefix(marker)
             .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
     };
-    match (marked(POOL_MARKER), marked(ALLOCATED_MARKER)) {
-        (Some(t), _) if room.tag.is_empty() => RoomKind::Pool(t),
-        (Some(t), _) | (_, Some(t)) => RoomKind::Allocated(t),
-        _ => RoomKind::Foreign,
+    let Some((kind, t)) = [CREATING_MARKER, POOL_MARKER, ALLOCATED_MARKER]
+        .into_iter()
+        .find_map(|marker| marked(marker).map(|t| (marker, t)))
+    else {
+        return RoomKind::Foreign;
+    };
+    // A tag means handed out, whatever the marker says (a create may beat a refill's promote).
+    if !room.tag.is_empty() || kind == ALLOCATED_MARKER {
+        RoomKind::Allocated(t)
+    } else if kind == CREATING_MARKER {
+        RoomKind::Creating(t)
+    } else {
+        RoomKind::Pool(t)
     }
 }
 
@@ -115,10 +129,13 @@ async fn clean_queue(
     broker: &Broker,
     inventory: &HashMap<u64, Conference>,
 ) -> Result<usize, QueueError> {
+    let started = std::time::Instant::now();
     let mut held: Vec<Received> = Vec::new();
-    loop {
+    // Stop well inside the lease: a message whose lease lapsed could come back as a second copy
+    // and be taken for a duplicate.
+    while started.elapsed() < CLEANUP_LEASE / 3 && held.len() < 10_000 {
         let batch = broker.pool().receive(MAX_BATCH, CLEANUP_LEASE).await?;
-        if batch.is_empty() || held.len() > 10_000 {
+        if batch.is_empty() {
             break;
         }
         held.extend(batch);
@@ -134,7 +151,7 @@ async fn clean_queue(
             }
             Ok(PoolMessage::LegacyName(name)) => {
                 !broker.settings().rooms.is_persistent(&name)
-                    && seen_name(&mut seen, inventory, &name)
+                    && legacy_room_exists(broker, &mut seen, inventory, &name).await
             }
             Err(_) => false,
         };
@@ -152,15 +169,28 @@ async fn clean_queue(
 }
 
 async fn room_exists(broker: &Broker, inventory: &HashMap<u64, Conference>, id: u64) -> bool {
-    // A room created after the inventory was taken is not in it: ask Pexip before judging.
+    // A room created after the inventory was taken is not in it: ask Pexip before judging
+    // (and keep the message when Pexip cannot say).
     inventory.contains_key(&id) || !matches!(broker.pexip().get_conference(id).await, Ok(None))
 }
 
-fn seen_name(seen: &mut HashSet<u64>, inventory: &HashMap<u64, Conference>, name: &str) -> bool {
-    match inventory.values().find(|c| c.name == name) {
-        Some(c) => seen.insert(c.id),
-        None => false,
-    }
+/// A name-only message is kept when its room exists (asking Pexip about rooms created after
+/// the inventory) and no earlier message named it.
+async fn legacy_room_exists(
+    broker: &Broker,
+    seen: &mut HashSet<u64>,
+    inventory: &HashMap<u64, Conference>,
+    name: &str,
+) -> bool {
+    let id = match inventory.values().find(|c| c.name == name) {
+        Some(c) => Some(c.id),
+        None => match broker.pexip().find_by_name(name).await {
+            Ok(found) => found.map(|c| c.id),
+            // Cannot tell: keep it.
+            Err(_) => return true,
+        },
+    };
+    id.is_some_and(|id| seen.insert(id))
 }
 
 /// A room that no message reaches and that may be deleted, with why.
@@ -184,7 +214,12 @@ fn candidates(
         .filter(|c| !look.ids.contains(&c.id) && !look.names.contains(&c.name))
         .filter_map(|c| {
             let why = match classify(c, settings) {
-                RoomKind::Pool(t) if older_than(t, orphan_age) => "orphan",
+                // Only judged on a complete look: beyond 32 visible messages one may be hidden.
+                RoomKind::Creating(t) if look.complete && older_than(t, orphan_age) => "orphan",
+                RoomKind::Pool(t) if look.complete && older_than(t, settings.rooms.max_age) => {
+                    "stale"
+                }
+                // A room handed out a day ago is not in a live create: judged on any look.
                 RoomKind::Allocated(t) if older_than(t, settings.rooms.max_age) => "leaked",
                 _ => return None,
             };
@@ -195,6 +230,36 @@ fn candidates(
             })
         })
         .collect()
+}
+
+/// `creating` rooms whose message is visible: the refill stopped after its send.
+async fn promote(
+    broker: &Broker,
+    inventory: &HashMap<u64, Conference>,
+    look: &Look,
+    dry_run: bool,
+) -> usize {
+    let mut promoted = 0;
+    for room in inventory.values() {
+        let RoomKind::Creating(t) = classify(room, broker.settings()) else {
+            continue;
+        };
+        if !(look.ids.contains(&room.id) || look.names.contains(&room.name)) {
+            continue;
+        }
+        let created = t.format(&Rfc3339).unwrap_or_default();
+        let patch = serde_json::json!({"description": format!("{POOL_MARKER}{created}")});
+        if dry_run
+            || broker
+                .pexip()
+                .patch_conference(room.id, &patch)
+                .await
+                .is_ok()
+        {
+            promoted += 1;
+        }
+    }
+    promoted
 }
 
 /// One maintainer run. The report's summary goes to the invocation's `Logs`.
@@ -238,7 +303,8 @@ pub async fn run_plan(broker: &Broker, plan: Plan) -> RunReport {
             Err(e) => report.fail(format!("repair stopped: {e}")),
         }
     }
-    if plan.fill && !report.failed {
+    // The top-up runs even when some repair failed: a drained pool hurts callers at once.
+    if plan.fill {
         let target = u64::from(broker.settings().pool.target_size);
         match top_up(broker, target).await {
             Ok(fill) => {
@@ -259,17 +325,20 @@ pub async fn run_plan(broker: &Broker, plan: Plan) -> RunReport {
 }
 
 async fn inventory(broker: &Broker) -> Result<HashMap<u64, Conference>, PexipError> {
-    broker
-        .pexip()
-        .list_conferences(&[])
-        .await?
+    let rooms = broker.pexip().list_conferences(&[]).await?;
+    let total = rooms.len();
+    let inventory: HashMap<u64, Conference> = rooms
         .into_iter()
-        .map(|raw| {
-            Conference::from_value(raw)
-                .map(|c| (c.id, c))
-                .map_err(|_| PexipError::Protocol("conference without id or name".into()))
-        })
-        .collect()
+        .filter_map(|raw| Conference::from_value(raw).ok())
+        .map(|c| (c.id, c))
+        .collect();
+    if inventory.len() < total {
+        tracing::warn!(
+            skipped = total - inventory.len(),
+            "conferences without id or name ignored"
+        );
+    }
+    Ok(inventory)
 }
 
 #[derive(Default)]
@@ -285,7 +354,7 @@ impl Counts {
         let mut counts = Self::default();
         for room in inventory.values() {
             match classify(room, settings) {
-                RoomKind::Pool(_) => counts.pool += 1,
+                RoomKind::Pool(_) | RoomKind::Creating(_) => counts.pool += 1,
                 RoomKind::Allocated(_) => counts.allocated += 1,
                 RoomKind::Persistent => counts.persistent += 1,
                 RoomKind::Foreign => counts.foreign += 1,
@@ -313,16 +382,17 @@ async fn repair(
     if first.unusable > 0 && !dry_run {
         removed = clean_queue(broker, inventory).await?;
     }
-    if !first.complete {
-        return Ok(format!(
-            "queue: {removed} unusable messages removed; more than {MAX_BATCH} visible messages, \
-             so orphans and leaks are not judged this run"
-        ));
-    }
+    let promoted = promote(broker, inventory, &first, dry_run).await;
+    let partial = if first.complete {
+        ""
+    } else {
+        " (more than 32 visible messages: only leaked rooms judged)"
+    };
     let suspects = candidates(broker, inventory, &first, OffsetDateTime::now_utc());
     if suspects.is_empty() {
         return Ok(format!(
-            "queue: {removed} unusable messages removed; no orphaned or leaked rooms"
+            "queue: {removed} unusable messages removed, {promoted} rooms marked pooled; \
+             no orphaned or leaked rooms{partial}"
         ));
     }
     // A second look, a little later and at a jittered moment so two maintainers do not look
@@ -330,48 +400,75 @@ async fn repair(
     let jitter = Duration::from_millis(rand::random_range(0..2_000));
     tokio::time::sleep(CONFIRM_DELAY + jitter).await;
     let second = look(broker, inventory).await?;
-    let mut deleted = Vec::new();
-    let mut would = Vec::new();
+    let mut done = Vec::new();
+    let mut failed = 0;
     for suspect in suspects {
         if second.ids.contains(&suspect.id) || second.names.contains(&suspect.name) {
             continue;
         }
-        // Read it back: a create may have handed it out since the inventory.
-        let Some(now) = broker.pexip().get_conference(suspect.id).await? else {
-            continue;
-        };
-        let still = match classify(&now, broker.settings()) {
-            RoomKind::Pool(_) => suspect.why == "orphan",
-            RoomKind::Allocated(t) => {
-                suspect.why == "leaked"
-                    && OffsetDateTime::now_utc() - t > broker.settings().rooms.max_age
+        match judge_and_delete(broker, &suspect, dry_run).await {
+            Ok(true) => done.push(format!("{} ({})", suspect.name, suspect.why)),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(room = %suspect.name, error = %e, "maintainer could not delete a room");
+                failed += 1;
             }
-            _ => false,
-        };
-        if !still {
-            continue;
-        }
-        if dry_run {
-            would.push(format!("{} ({})", suspect.name, suspect.why));
-            continue;
-        }
-        match broker.pexip().delete_conference(suspect.id).await {
-            Ok(()) | Err(PexipError::NotFound) => {
-                tracing::info!(room = %suspect.name, reason = suspect.why, "room deleted by the maintainer");
-                deleted.push(format!("{} ({})", suspect.name, suspect.why));
-            }
-            Err(e) => return Err(e.into()),
         }
     }
-    Ok(if dry_run {
-        format!("would delete {} rooms: {}", would.len(), would.join(", "))
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let line = format!(
+        "queue: {removed} unusable messages removed, {promoted} rooms marked pooled; \
+         {verb} {} rooms: {}{partial}",
+        done.len(),
+        done.join(", ")
+    );
+    if failed > 0 && !broker_reachable(broker).await {
+        return Err(RepairError::Pexip(PexipError::Unavailable(format!(
+            "{line}; {failed} deletes failed"
+        ))));
+    }
+    Ok(if failed > 0 {
+        format!("{line}; {failed} could not be deleted (retried next run)")
     } else {
-        format!(
-            "queue: {removed} unusable messages removed; deleted {} rooms: {}",
-            deleted.len(),
-            deleted.join(", ")
-        )
+        line
     })
+}
+
+/// Reads the room back and deletes it if it is still what made it a candidate.
+async fn judge_and_delete(
+    broker: &Broker,
+    suspect: &Candidate,
+    dry_run: bool,
+) -> Result<bool, PexipError> {
+    // A create may have handed it out since the inventory.
+    let Some(now) = broker.pexip().get_conference(suspect.id).await? else {
+        return Ok(false);
+    };
+    let max_age = broker.settings().rooms.max_age;
+    let old = |t: OffsetDateTime| OffsetDateTime::now_utc() - t > max_age;
+    let still = match classify(&now, broker.settings()) {
+        RoomKind::Creating(_) => suspect.why == "orphan",
+        RoomKind::Pool(t) => suspect.why == "stale" && old(t),
+        RoomKind::Allocated(t) => suspect.why == "leaked" && old(t),
+        _ => false,
+    };
+    if !still {
+        return Ok(false);
+    }
+    if dry_run {
+        return Ok(true);
+    }
+    match broker.pexip().delete_conference(suspect.id).await {
+        Ok(()) | Err(PexipError::NotFound) => {
+            tracing::info!(room = %suspect.name, reason = suspect.why, "room deleted by the maintainer");
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn broker_reachable(broker: &Broker) -> bool {
+    broker.pexip().probe().await.is_ok()
 }
 
 pub struct Fill {

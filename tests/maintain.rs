@@ -55,11 +55,39 @@ fn logs(reply: &Value) -> String {
 
 /// A room as a refill leaves it, without a message unless `enqueue`.
 async fn pool_room(app: &TestApp, sim: &SimServer, name: &str, marked: &str, enqueue: bool) -> u64 {
+    refill_room(app, sim, name, &format!("maxconf:pool:{marked}"), enqueue).await
+}
+
+/// A room as a refill stopped before marking it pooled (killed, or its send failed).
+async fn creating_room(
+    app: &TestApp,
+    sim: &SimServer,
+    name: &str,
+    marked: &str,
+    enqueue: bool,
+) -> u64 {
+    refill_room(
+        app,
+        sim,
+        name,
+        &format!("maxconf:creating:{marked}"),
+        enqueue,
+    )
+    .await
+}
+
+async fn refill_room(
+    app: &TestApp,
+    sim: &SimServer,
+    name: &str,
+    description: &str,
+    enqueue: bool,
+) -> u64 {
     let id = sim
         .sim
         .insert_room(
             json!({"name": name, "allow_guests": true, "pin": "123456", "guest_pin": "654321",
-            "description": format!("maxconf:pool:{marked}"), "aliases": [{"alias": name}]}),
+            "description": description, "aliases": [{"alias": name}]}),
         )
         .unwrap();
     if enqueue {
@@ -140,12 +168,25 @@ async fn a_refill_killed_before_its_enqueue_is_repaired_by_the_next_run() {
     let app = TestApp::spawn_with(&sim.base_url(), &[("POOL_TARGET_SIZE", "2")]).await;
     app.seed(2).await;
     // The kill: the room exists in Pexip, its message was never sent.
-    let orphan = pool_room(&app, &sim, "orphan1", LONG_AGO, false).await;
+    let orphan = creating_room(&app, &sim, "orphan1", LONG_AGO, false).await;
+    // Killed after its send: the message exists, so the room is kept and marked pooled.
+    creating_room(&app, &sim, "sent1", LONG_AGO, true).await;
     let (status, reply) = invoke(&app, "function-pool-maintain").await;
     assert_eq!(status, 200, "{reply}");
     assert!(logs(&reply).contains("orphan1 (orphan)"), "{reply}");
     assert!(sim.sim.rooms().iter().all(|r| r["id"] != orphan));
-    assert_eq!(app.pool.approximate_count().await.unwrap(), 2);
+    let sent = sim
+        .sim
+        .room_by_name("sent1")
+        .expect("a room with a message is kept");
+    assert!(
+        sent["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("maxconf:pool:"),
+        "{sent}"
+    );
+    assert!(app.pool.approximate_count().await.unwrap() >= 2);
     assert_books_balance(&app, &sim).await;
 }
 
@@ -170,6 +211,7 @@ async fn never_touches_persistent_fresh_foreign_or_pooled_rooms_and_reaps_leaks(
     insert("foreign", "https://x/2", "someone else's room".into());
     insert("fresh", "https://x/3", format!("maxconf:allocated:{now}"));
     insert("young_pool", "", format!("maxconf:pool:{now}"));
+    insert("young_creating", "", format!("maxconf:creating:{now}"));
     insert(
         "leaked",
         "https://x/4",
@@ -304,7 +346,7 @@ async fn books_balance_after_creates_deletes_and_failures() {
     }
     // Let the background refills land, then break a refill by hand: a room with no message.
     wait_refills_settled(&app, &sim).await;
-    pool_room(&app, &sim, "killed_refill", LONG_AGO, false).await;
+    creating_room(&app, &sim, "killed_refill", LONG_AGO, false).await;
     let (status, reply) = invoke(&app, "function-pool-maintain").await;
     assert_eq!(status, 200, "{reply}");
     assert_books_balance(&app, &sim).await;
@@ -391,7 +433,22 @@ async fn health_names_what_failed() {
     assert_eq!(body["checks"], json!({"storage": "ok", "pexip": "ok"}));
     assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
 
+    // A flood of health calls reuses the last checks (anonymous route, shared Pexip slots).
+    sim.sim.reset_stats();
+    for _ in 0..20 {
+        let response = app
+            .http
+            .get(format!("{}/api/health", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(sim.sim.stats().requests, 0);
+
+    // Checks are cached per process for a few seconds: a fresh one sees Pexip down at once.
     sim.sim.set_down(true);
+    let app = TestApp::spawn(&sim.base_url()).await;
     let response = app
         .http
         .get(format!("{}/api/health", app.base))
@@ -399,6 +456,7 @@ async fn health_names_what_failed() {
         .await
         .unwrap();
     assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["checks"], json!({"storage": "ok", "pexip": "failed"}));

@@ -111,6 +111,14 @@ async fn create_sends_the_exact_patch_with_basic_auth() {
         .respond_with(ResponseTemplate::new(200).set_body_json(conference(91, "newroom")))
         .mount(&pexip)
         .await;
+    // Once its message is sent, the new room is marked pooled.
+    Mock::given(method("PATCH"))
+        .and(path(format!("{CONF}91/")))
+        .and(body_string_contains(r#""description":"maxconf:pool:"#))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&pexip)
+        .await;
 
     let response = app.create(SPEC_UUI).await;
     assert_eq!(response.status(), 200);
@@ -118,6 +126,20 @@ async fn create_sends_the_exact_patch_with_basic_auth() {
     assert_eq!(body["id"], 90);
     assert_eq!(body["tag"], SPEC_TAG);
     app.wait_pool_count(1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pexip
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.method.as_str() == "PATCH" && r.url.path() == format!("{CONF}91/"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the new room was never marked pooled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let requests = pexip.received_requests().await.unwrap();
     let post = requests

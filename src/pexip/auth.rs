@@ -186,7 +186,8 @@ impl OAuth {
         let body: TokenResponse = response.json().await.map_err(|_| {
             PexipError::Unavailable("token endpoint sent an unreadable answer".into())
         })?;
-        let lifetime = Duration::from_secs(body.expires_in.max(1));
+        // Bounded: a huge `expires_in` must not overflow the clock (nor keep a token for ever).
+        let lifetime = Duration::from_secs(body.expires_in.clamp(1, 24 * 3600));
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         Ok(CachedToken {
             value: Secret::new(body.access_token),

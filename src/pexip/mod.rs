@@ -24,6 +24,8 @@ pub use model::{Alias, Conference};
 
 const CONFERENCE_PATH: &str = "/api/admin/configuration/v1/conference/";
 const STATUS_CONFERENCE_PATH: &str = "/api/admin/status/v1/conference/";
+/// A list longer than this many pages is taken for a `meta.next` loop.
+const MAX_PAGES: usize = 10_000;
 /// The longest `Retry-After` we wait for inside one call.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -310,7 +312,12 @@ impl PexipClient {
     async fn list_all(&self, first: Url) -> Result<Vec<Value>, PexipError> {
         let mut objects = Vec::new();
         let mut next = Some(first);
+        let mut pages = 0;
         while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(PexipError::Protocol("list paging does not end".into()));
+            }
             let answer = self.execute(Method::GET, url, None).await?;
             expect(&answer, StatusCode::OK)?;
             let page: model::Page = serde_json::from_slice(&answer.body)
@@ -561,13 +568,11 @@ fn summarise_400(body: &[u8]) -> String {
             }
         }
     }
-    let mut summary = if parts.is_empty() {
-        "invalid request".to_owned()
-    } else {
-        parts.join("; ")
-    };
-    summary.truncate(300);
-    summary
+    if parts.is_empty() {
+        return "invalid request".to_owned();
+    }
+    // Bounded in characters (never split inside one: the body may be any UTF-8).
+    parts.join("; ").chars().take(300).collect()
 }
 
 #[cfg(test)]
@@ -617,6 +622,8 @@ mod tests {
             "name: Virtual Meeting Room with this Name already exists."
         );
         assert_eq!(summarise_400(b"<html>"), "invalid request");
+        let long = format!(r#"{{"conference":{{"name":["{}"]}}}}"#, "é".repeat(400));
+        assert_eq!(summarise_400(long.as_bytes()).chars().count(), 300);
     }
 
     #[test]

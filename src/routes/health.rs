@@ -1,6 +1,6 @@
 //! `GET /api/health` (anonymous): up or down per dependency, nothing more.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -14,15 +14,31 @@ use super::AppState;
 
 /// Health answers fast even when a dependency hangs.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// The route is anonymous: results are reused this long, so a flood of health calls costs
+/// one storage and one Pexip request every few seconds, not one each.
+const CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// The last checks and when they ran; the lock also makes concurrent calls share one check.
+#[derive(Default)]
+pub struct HealthCache(tokio::sync::Mutex<Option<(Instant, bool, bool)>>);
 
 pub async fn health(State(state): State<AppState>) -> Response {
-    let broker = &state.broker;
-    let (storage, pexip) = tokio::join!(
-        tokio::time::timeout(CHECK_TIMEOUT, broker.pool().approximate_count()),
-        tokio::time::timeout(CHECK_TIMEOUT, broker.pexip().probe()),
-    );
-    let storage_ok = matches!(storage, Ok(Ok(_)));
-    let pexip_ok = matches!(pexip, Ok(Ok(())));
+    let (storage_ok, pexip_ok) = {
+        let mut cached = state.health.0.lock().await;
+        match *cached {
+            Some((at, storage, pexip)) if at.elapsed() < CACHE_FOR => (storage, pexip),
+            _ => {
+                let broker = &state.broker;
+                let (storage, pexip) = tokio::join!(
+                    tokio::time::timeout(CHECK_TIMEOUT, broker.pool().approximate_count()),
+                    tokio::time::timeout(CHECK_TIMEOUT, broker.pexip().probe()),
+                );
+                let result = (matches!(storage, Ok(Ok(_))), matches!(pexip, Ok(Ok(()))));
+                *cached = Some((Instant::now(), result.0, result.1));
+                result
+            }
+        }
+    };
     let word = |ok: bool| if ok { "ok" } else { "failed" };
     let healthy = storage_ok && pexip_ok;
     if !healthy {
@@ -42,5 +58,12 @@ pub async fn health(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body)).into_response()
+    let mut response = (status, Json(body)).into_response();
+    if !healthy {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(crate::error::RETRY_AFTER_SECS),
+        );
+    }
+    response
 }

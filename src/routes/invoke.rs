@@ -45,8 +45,9 @@ struct InvocationReply {
 /// `POST /{function}`: the host's JSON invocation of a timer function.
 pub async fn invoke(
     State(state): State<AppState>,
-    Path(function): Path<String>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, AppError> {
+    let Path(function) = path.map_err(|_| AppError::NotFound("no such function".into()))?;
     let broker = &state.broker;
     let report = match function.as_str() {
         "function-pool-maintain" => crate::maintain::run(broker, false).await,

@@ -1,7 +1,7 @@
 //! The HTTP surface, as the Functions host forwards it (paths keep the `/api` prefix).
 
 mod collection;
-mod health;
+pub mod health;
 pub mod invoke;
 pub mod pool;
 mod public;
@@ -31,6 +31,7 @@ pub struct AppState {
     pub broker: Arc<Broker>,
     /// Entra ID token validation for the private routes; `None` with `AUTH_MODE=none`.
     pub auth: Option<Arc<crate::auth::EntraValidator>>,
+    pub health: Arc<health::HealthCache>,
 }
 
 pub fn router(state: AppState) -> Router {
