@@ -7,6 +7,8 @@
 //! - settles rooms a refill left `creating` (killed, or its send failed): one whose message
 //!   shows up is marked `pool`; one still without a message once it is older than warm-up plus
 //!   a create's lease is an **orphan** and is deleted (no message can still be hidden for it);
+//! - deletes **lost** pooled rooms: pooled, yet no message reaches them while no message is
+//!   hidden at all (a create killed after deleting its message and before its PATCH landed);
 //! - **reaps** leaked rooms: handed out (or pooled) more than `ROOM_MAX_AGE_HOURS` ago and
 //!   reachable by no message;
 //! - tops the pool up to `POOL_TARGET_SIZE`.
@@ -92,12 +94,20 @@ struct Look {
     unusable: usize,
     /// Peek shows at most 32 messages; with more, the look is partial and nothing is deleted.
     complete: bool,
+    /// No message is hidden: the queue's count, taken before and after the peek, equals what
+    /// the peek saw. A pooled room that no message reaches in such a look has no message at
+    /// all (a create killed between deleting its message and its PATCH leaves one).
+    quiet: bool,
 }
 
 async fn look(broker: &Broker, inventory: &HashMap<u64, Conference>) -> Result<Look, QueueError> {
+    let before = broker.pool().approximate_count().await?;
     let texts = broker.pool().peek(MAX_BATCH).await?;
+    let after = broker.pool().approximate_count().await?;
+    let seen = texts.len() as u64;
     let mut look = Look {
         complete: (texts.len() as u32) < MAX_BATCH,
+        quiet: (texts.len() as u32) < MAX_BATCH && before == seen && after == seen,
         ..Look::default()
     };
     let names: HashMap<&str, u64> = inventory
@@ -219,6 +229,8 @@ fn candidates(
                 RoomKind::Pool(t) if look.complete && older_than(t, settings.rooms.max_age) => {
                     "stale"
                 }
+                // Its message is not hidden by a create either: there is none.
+                RoomKind::Pool(t) if look.quiet && older_than(t, orphan_age) => "lost",
                 // A room handed out a day ago is not in a live create: judged on any look.
                 RoomKind::Allocated(t) if older_than(t, settings.rooms.max_age) => "leaked",
                 _ => return None,
@@ -406,6 +418,9 @@ async fn repair(
         if second.ids.contains(&suspect.id) || second.names.contains(&suspect.name) {
             continue;
         }
+        if suspect.why == "lost" && !second.quiet {
+            continue;
+        }
         match judge_and_delete(broker, &suspect, dry_run).await {
             Ok(true) => done.push(format!("{} ({})", suspect.name, suspect.why)),
             Ok(false) => {}
@@ -448,7 +463,7 @@ async fn judge_and_delete(
     let old = |t: OffsetDateTime| OffsetDateTime::now_utc() - t > max_age;
     let still = match classify(&now, broker.settings()) {
         RoomKind::Creating(_) => suspect.why == "orphan",
-        RoomKind::Pool(t) => suspect.why == "stale" && old(t),
+        RoomKind::Pool(t) => (suspect.why == "stale" && old(t)) || suspect.why == "lost",
         RoomKind::Allocated(t) => suspect.why == "leaked" && old(t),
         _ => false,
     };
@@ -471,40 +486,49 @@ async fn broker_reachable(broker: &Broker) -> bool {
     broker.pexip().probe().await.is_ok()
 }
 
+#[derive(Default)]
 pub struct Fill {
     pub size: u64,
     pub created: u32,
     pub failed: u32,
 }
 
-/// Adds rooms until the pool (visible and warming up) holds `target`, a few at a time and
-/// re-reading the size between batches, so two maintainers overshoot by one batch at most.
-pub async fn top_up(broker: &Broker, target: u64) -> Result<Fill, QueueError> {
-    let batch = broker
+/// Refills run a batch at a time, leaving one Pexip slot to the critical path.
+fn batch_size(broker: &Broker) -> u64 {
+    broker
         .settings()
         .pexip
         .max_concurrency
         .saturating_sub(1)
-        .max(1) as u64;
-    let mut fill = Fill {
-        size: 0,
-        created: 0,
-        failed: 0,
-    };
+        .max(1) as u64
+}
+
+/// Runs `n` refills together; returns how many succeeded, reporting each as it lands.
+async fn refill_batch(broker: &Broker, n: u64, fill: &mut Fill, on_each: &impl Fn(bool)) -> u32 {
+    let mut ok = 0;
+    for result in futures::future::join_all((0..n).map(|_| broker.refill_one())).await {
+        on_each(result.is_ok());
+        match result {
+            Ok(_) => ok += 1,
+            Err(e) => tracing::warn!(error = %e, "refill failed"),
+        }
+    }
+    fill.created += ok;
+    fill.failed += n as u32 - ok;
+    ok
+}
+
+/// Adds rooms until the pool (visible and warming up) holds `target`, a batch at a time and
+/// re-reading the size between batches, so two maintainers overshoot by one batch at most.
+pub async fn top_up(broker: &Broker, target: u64) -> Result<Fill, QueueError> {
+    let mut fill = Fill::default();
     loop {
         fill.size = broker.pool().approximate_count().await?;
         if fill.size >= target {
             return Ok(fill);
         }
-        let n = (target - fill.size).min(batch);
-        let results = futures::future::join_all((0..n).map(|_| broker.refill_one())).await;
-        let ok = results.iter().filter(|r| r.is_ok()).count() as u32;
-        for e in results.iter().filter_map(|r| r.as_ref().err()) {
-            tracing::warn!(error = %e, "maintainer refill failed");
-        }
-        fill.created += ok;
-        fill.failed += n as u32 - ok;
-        if ok == 0 {
+        let n = (target - fill.size).min(batch_size(broker));
+        if refill_batch(broker, n, &mut fill, &|_| {}).await == 0 {
             // Pexip or storage is down: stop now, the next run tries again.
             fill.size = broker.pool().approximate_count().await.unwrap_or(fill.size);
             return Ok(fill);
@@ -514,30 +538,11 @@ pub async fn top_up(broker: &Broker, target: u64) -> Result<Fill, QueueError> {
 
 /// Adds exactly `count` rooms (operators' `pool fill --count`), reporting each as it lands.
 pub async fn add_rooms(broker: &Broker, count: u64, on_each: impl Fn(bool)) -> Fill {
-    let batch = broker
-        .settings()
-        .pexip
-        .max_concurrency
-        .saturating_sub(1)
-        .max(1) as u64;
-    let mut fill = Fill {
-        size: 0,
-        created: 0,
-        failed: 0,
-    };
+    let mut fill = Fill::default();
     let mut left = count;
     while left > 0 {
-        let n = left.min(batch);
-        for result in futures::future::join_all((0..n).map(|_| broker.refill_one())).await {
-            on_each(result.is_ok());
-            match result {
-                Ok(_) => fill.created += 1,
-                Err(e) => {
-                    tracing::warn!(error = %e, "refill failed");
-                    fill.failed += 1;
-                }
-            }
-        }
+        let n = left.min(batch_size(broker));
+        refill_batch(broker, n, &mut fill, &on_each).await;
         left -= n;
     }
     fill.size = broker.pool().approximate_count().await.unwrap_or(0);

@@ -318,18 +318,7 @@ async fn pexip_unreachable_is_503_and_the_message_stays() {
 #[tokio::test]
 async fn storage_unreachable_is_503_without_pexip_calls() {
     let sim = sim().await;
-    let mut env = common::app::test_env(&sim.base_url());
-    // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    env.insert(
-        "AzureWebJobsStorage".into(),
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;",
-            maxconf::pool::connection::DEV_ACCOUNT_KEY
-        ),
-    );
+    let env = common::app::unreachable_storage_env(&sim.base_url());
     let app = TestApp::spawn_env(env).await;
     sim.sim.reset_stats();
     let body = problem(app.create(SPEC_UUI).await, 503).await;
@@ -526,17 +515,7 @@ async fn a_refill_whose_send_fails_leaves_its_room_for_the_maintainer() {
     // deleted (a create could be handing it out) nor re-sent (two messages): it stays
     // `creating`, which the maintainer settles (see tests/maintain.rs).
     let sim = sim().await;
-    let mut env = common::app::test_env(&sim.base_url());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    env.insert(
-        "AzureWebJobsStorage".into(),
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;",
-            maxconf::pool::connection::DEV_ACCOUNT_KEY
-        ),
-    );
+    let env = common::app::unreachable_storage_env(&sim.base_url());
     let app = TestApp::spawn_env(env).await;
     let err = app.state.broker.refill_one().await.unwrap_err();
     assert!(

@@ -52,6 +52,23 @@ pub fn test_env(pexip_url: &str) -> HashMap<String, String> {
     .collect()
 }
 
+/// Like [`test_env`], with storage pointing at a port nothing listens on.
+pub fn unreachable_storage_env(pexip_url: &str) -> HashMap<String, String> {
+    let mut env = test_env(pexip_url);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    env.insert(
+        "AzureWebJobsStorage".into(),
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};\
+             QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;",
+            maxconf::pool::connection::DEV_ACCOUNT_KEY
+        ),
+    );
+    env
+}
+
 impl TestApp {
     pub async fn spawn(pexip_url: &str) -> Self {
         Self::spawn_with(pexip_url, &[]).await
