@@ -156,7 +156,7 @@ async fn create_sends_the_exact_patch_with_basic_auth() {
         sent["description"]
             .as_str()
             .unwrap()
-            .starts_with("maxconf:pool:")
+            .starts_with("maxconf:creating:")
     );
     assert_eq!(sent["pin"].as_str().unwrap().len(), 6);
     assert_ne!(sent["pin"], sent["guest_pin"]);
