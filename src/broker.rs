@@ -12,6 +12,7 @@
 //!   once it is old enough that no message can still be hidden for it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -45,6 +46,28 @@ pub struct Broker {
     deadline: Duration,
     /// Refills may use all Pexip slots but one, which stays free for the critical path.
     refill_slots: Arc<Semaphore>,
+    /// Rooms on their way back into the pool that its message count does not show yet: pool
+    /// handouts in progress (their refill follows) and refills not yet enqueued. The refill
+    /// after an on-demand create counts them, so that a pool held by slow creates does not
+    /// look empty and get topped up past its target.
+    replacing: Arc<AtomicU64>,
+}
+
+/// One room counted in [`Broker::replacing`] while this lives.
+#[derive(Debug)]
+struct Replacing(Arc<AtomicU64>);
+
+impl Replacing {
+    fn new(count: &Arc<AtomicU64>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Replacing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Where a refill stopped short.
@@ -73,6 +96,7 @@ impl Broker {
             lease,
             deadline,
             refill_slots,
+            replacing: Arc::default(),
         }
     }
 
@@ -126,6 +150,7 @@ impl Broker {
             let Some(room) = self.read_message(&msg).await? else {
                 continue;
             };
+            let replacing = Replacing::new(&self.replacing);
             let (patched, deleted) = tokio::join!(
                 self.pexip.patch_conference(room.id, &patch),
                 self.pool.delete(&msg)
@@ -142,6 +167,7 @@ impl Broker {
                     return Ok(Handout {
                         room: room.handed_out(tag),
                         from_pool: true,
+                        _replacing: Some(replacing),
                     });
                 }
                 (Err(PexipError::NotFound), deleted) => {
@@ -257,6 +283,7 @@ impl Broker {
         Ok(Handout {
             room,
             from_pool: false,
+            _replacing: None,
         })
     }
 
@@ -311,11 +338,15 @@ impl Broker {
     pub fn spawn_refill(self: &Arc<Self>, handout: &Handout) {
         let broker = Arc::clone(self);
         let from_pool = handout.from_pool;
+        // Taken before the handout's own count is dropped, so the room is never uncounted.
+        let replacing = Replacing::new(&self.replacing);
         tokio::spawn(async move {
             if !from_pool {
-                // The pool was empty; only top it up while it is below target.
+                // The pool was empty; only top it up while it is below target, counting the
+                // rooms on their way back (all but this refill).
+                let coming = broker.replacing.load(Ordering::Relaxed).saturating_sub(1);
                 match broker.pool.approximate_count().await {
-                    Ok(n) if n >= u64::from(broker.settings.pool.target_size) => return,
+                    Ok(n) if n + coming >= u64::from(broker.settings.pool.target_size) => return,
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "refill skipped: pool size unknown");
@@ -326,6 +357,7 @@ impl Broker {
             if let Err(e) = broker.refill_one().await {
                 tracing::warn!(error = %e, "refill failed; the pool maintainer will top up");
             }
+            drop(replacing);
         });
     }
 
@@ -360,6 +392,8 @@ pub struct Handout {
     pub room: ConstrainedConference,
     /// False when the pool was empty and the room was created on demand.
     pub from_pool: bool,
+    /// Counts this room as on its way back into the pool until the refill takes over.
+    _replacing: Option<Replacing>,
 }
 
 fn no_such_room(name: &RoomName) -> AppError {

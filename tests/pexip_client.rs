@@ -401,13 +401,24 @@ async fn lists_are_paged_through_meta_next() {
             .unwrap();
     }
     let all = client(&sim.base_url(), basic())
-        .list_conferences(&[])
+        .list_conferences(&[("limit", "3")])
         .await
         .unwrap();
     let names: Vec<&str> = all.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names.len(), 8);
     assert_eq!(names[7], "room7");
     assert_eq!(sim.sim.stats().count("GET"), 3);
+
+    // Without a chosen limit, lists ask for big pages (Pexip's default is about 20).
+    sim.sim.clear_request_log();
+    let all = client(&sim.base_url(), basic())
+        .list_conferences(&[])
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 8);
+    let log = sim.sim.request_log();
+    assert_eq!(log.len(), 1);
+    assert!(log[0].path_and_query.contains("limit=500"), "{log:?}");
 }
 
 #[tokio::test]

@@ -24,6 +24,8 @@ pub use model::{Alias, Conference};
 
 const CONFERENCE_PATH: &str = "/api/admin/configuration/v1/conference/";
 const STATUS_CONFERENCE_PATH: &str = "/api/admin/status/v1/conference/";
+/// Rooms per page when listing everything.
+const LIST_PAGE_SIZE: &str = "500";
 /// A list longer than this many pages is taken for a `meta.next` loop.
 const MAX_PAGES: usize = 10_000;
 /// The longest `Retry-After` we wait for inside one call.
@@ -215,7 +217,12 @@ impl PexipClient {
         &self,
         filters: &[(&str, &str)],
     ) -> Result<Vec<Value>, PexipError> {
-        self.list_all(self.collection_url(filters)).await
+        let mut url = self.collection_url(filters);
+        // Pexip's default page is about 20 rooms: ask for big pages unless the caller chose.
+        if !filters.iter().any(|(key, _)| *key == "limit") {
+            url.query_pairs_mut().append_pair("limit", LIST_PAGE_SIZE);
+        }
+        self.list_all(url).await
     }
 
     /// One small list request: is the Management Node reachable and accepting our credentials?
