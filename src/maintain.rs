@@ -13,8 +13,8 @@
 //!   reachable by no message;
 //! - tops the pool up to `POOL_TARGET_SIZE`.
 //!
-//! Pooled rooms are never judged on a short look: a create may hold their message for a while.
-//! Nothing is deleted on one look: a room must lack a message in two looks a few seconds apart,
+//! Pooled rooms are judged before `ROOM_MAX_AGE_HOURS` only while the queue is quiet (a create
+//! may hold their message for a while, hidden from a peek). Nothing is deleted on one look: a room must lack a message in two looks a few seconds apart,
 //! and it is read back just before the delete. Persistent rooms and rooms without maxconf's
 //! marker are never touched. One room that cannot be handled does not stop the run.
 
