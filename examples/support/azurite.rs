@@ -12,8 +12,11 @@
 
 #![allow(dead_code)]
 
+#[path = "../../tests/common/npm.rs"]
+mod npm;
+
+use npm::npm_ci;
 use std::fs;
-use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -212,36 +215,4 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
-}
-
-/// Installs the pinned Azurite from package-lock.json, serialized with the test harness's
-/// lock file (two `npm ci` in one folder would break each other).
-fn npm_ci(root: &Path, bin: &Path) {
-    let lock = std::env::temp_dir().join("maxconf-npm-ci.lock");
-    let script = r#"[ -e "$1" ] || npm ci --no-audit --no-fund"#;
-    let locked = Command::new("flock")
-        .arg(&lock)
-        .args(["sh", "-c", script, "npm-ci"])
-        .arg(bin)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .output();
-    let output = match locked {
-        Err(e) if e.kind() == ErrorKind::NotFound => Command::new("sh")
-            .args(["-c", script, "npm-ci"])
-            .arg(bin)
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .output(),
-        other => other,
-    }
-    .unwrap_or_else(|e| panic!("cannot run `npm ci` (is Node.js with npm installed?): {e}"));
-    assert!(
-        output.status.success() && bin.exists(),
-        "`npm ci` in {} failed ({}):\n{}\n{}",
-        root.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

@@ -7,10 +7,10 @@
 // Each test binary uses only part of this harness.
 #![allow(dead_code)]
 
+use super::npm::npm_ci;
 use maxconf::pool::StorageConnection;
 use maxconf::pool::connection::{DEV_ACCOUNT, DEV_ACCOUNT_KEY};
 use std::fs;
-use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -184,41 +184,6 @@ fn ready_port(output: &str) -> Option<u16> {
     let rest = &output[output.find(READY_LINE)? + READY_LINE.len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok().filter(|&p| p != 0)
-}
-
-/// Installs the pinned Azurite from package-lock.json. Serialized across test processes with a
-/// file lock (two `npm ci` in one folder would break each other); the check is repeated
-/// under the lock in case another process installed it meanwhile.
-fn npm_ci(root: &Path, bin: &Path) {
-    let lock = std::env::temp_dir().join("maxconf-npm-ci.lock");
-    let script = r#"[ -e "$1" ] || npm ci --no-audit --no-fund"#;
-    let locked = Command::new("flock")
-        .arg(&lock)
-        .args(["sh", "-c", script, "npm-ci"])
-        .arg(bin)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .output();
-    let output = match locked {
-        Err(e) if e.kind() == ErrorKind::NotFound => Command::new("sh")
-            .args(["-c", script, "npm-ci"])
-            .arg(bin)
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .output(),
-        other => other,
-    }
-    .unwrap_or_else(|e| panic!("cannot run `npm ci` (is Node.js with npm installed?): {e}"));
-    if !output.status.success() || !bin.exists() {
-        panic!(
-            "`npm ci --no-audit --no-fund` in {} failed ({}); Azurite is required for these tests.\n\
-             --- stdout ---\n{}\n--- stderr ---\n{}",
-            root.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
 }
 
 #[cfg(test)]
