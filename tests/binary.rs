@@ -30,7 +30,8 @@ fn free_port() -> u16 {
 }
 
 /// Polls `/` as the host does until the process answers.
-async fn wait_until_up(port: u16, child: &mut Child) {
+async fn wait_until_up(port: u16, child: &mut Killed) {
+    let child = &mut child.0;
     maxconf::tls::ensure_crypto_provider();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -98,7 +99,7 @@ async fn serves_as_the_functions_host_starts_it() {
     let sim = Simulator::spawn(SimConfig::default()).await.unwrap();
     let port = free_port();
     let env = test_env(&sim.base_url());
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .env_clear()
         .envs(&env)
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
@@ -109,9 +110,10 @@ async fn serves_as_the_functions_host_starts_it() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until_up(port, &mut child).await;
-    let mut stdout = child.stdout.take().unwrap();
+    // Guarded from the start: a failing test must not leave the process running.
     let mut guard = Killed(child);
+    wait_until_up(port, &mut guard).await;
+    let mut stdout = guard.0.stdout.take().unwrap();
 
     let http = reqwest::Client::new();
     let response = http
@@ -161,15 +163,15 @@ async fn serves_as_the_functions_host_starts_it() {
 #[tokio::test]
 async fn dev_mode_serves_create_and_delete_with_nothing_else_running() {
     let port = free_port();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["dev", "--port", &port.to_string(), "--rooms", "3"])
         .env_clear()
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until_up(port, &mut child).await;
-    let _guard = Killed(child);
+    let mut guard = Killed(child);
+    wait_until_up(port, &mut guard).await;
 
     let http = reqwest::Client::new();
     let mut names = Vec::new();

@@ -29,6 +29,16 @@ const FUNCTION_KEY: &str = "function-key-Mm45Tt21";
 const TENANT: &str = "7a1b2c3d-0000-4000-8000-00000000abcd";
 const ENTRA_KEY: &str = include_str!("fixtures/entra-test-key-1.pem");
 
+/// A failing test must not leave the service running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn debug_logs_carry_no_secret() {
     maxconf::tls::ensure_crypto_provider();
@@ -98,13 +108,15 @@ async fn debug_logs_carry_no_secret() {
     }
     let log_path = std::env::temp_dir().join(format!("maxconf-leaks-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .envs(&env)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .env_clear()
+            .envs(&env)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
 
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
@@ -180,8 +192,8 @@ async fn debug_logs_carry_no_secret() {
         )
         .await,
     ];
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     // The invalid token, the Genesys refusal and the wrong sink password were each refused.
     assert_eq!(cases[0], 401, "{cases:?}");
     assert_eq!(cases[3], 401, "{cases:?}");
