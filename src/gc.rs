@@ -15,7 +15,7 @@ use crate::broker::Broker;
 use crate::pexip::PexipError;
 use crate::pool::message::{self, PoolMessage};
 use crate::pool::{MAX_BATCH, QueueError, Received};
-use crate::routes::invoke::RunReport;
+use crate::run_report::RunReport;
 
 /// How long a received message stays hidden while this run works on it. If a run dies, its
 /// messages come back after this and the next run handles them.

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod broker;
+pub mod conference;
 pub mod config;
 pub mod dev;
 pub mod error;
@@ -15,6 +16,8 @@ pub mod ops;
 pub mod pexip;
 pub mod pool;
 pub mod room;
+pub mod room_state;
+pub mod run_report;
 pub mod routes;
 pub mod secret;
 pub mod sim;

@@ -29,7 +29,7 @@ use crate::config::Settings;
 use crate::pexip::{Conference, PexipError};
 use crate::pool::message::{self, PoolMessage};
 use crate::pool::{MAX_BATCH, QueueError, Received};
-use crate::routes::invoke::RunReport;
+use crate::run_report::RunReport;
 
 /// Between the two looks at the queue before anything is deleted.
 const CONFIRM_DELAY: Duration = Duration::from_secs(3);

@@ -9,7 +9,7 @@
 use crate::broker::Broker;
 use crate::maintain::{RoomKind, classify};
 use crate::pexip::Conference;
-use crate::routes::invoke::RunReport;
+use crate::run_report::RunReport;
 
 pub async fn run(broker: &Broker) -> RunReport {
     let mut report = RunReport::default();

@@ -46,7 +46,7 @@ impl Progress {
 }
 
 pub async fn pool_status(broker: &Broker) -> bool {
-    match crate::routes::pool::status(broker).await {
+    match crate::pool::status::status(broker).await {
         Ok(s) => {
             println!(
                 "queue {}: {} rooms (target {}), deletion backlog {}",

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::RoomSettings;
-use crate::pexip::model::{Alias, Conference};
+use crate::conference::{Alias, Conference};
 
 const MAX_ROOM_NAME: usize = 250;
 

@@ -20,7 +20,7 @@ use url::Url;
 
 use crate::config::{PexipAuth, PexipSettings};
 use auth::{Credentials, OAuth};
-pub use model::{Alias, Conference};
+pub use crate::conference::{Alias, Conference};
 
 const CONFERENCE_PATH: &str = "/api/admin/configuration/v1/conference/";
 const STATUS_CONFERENCE_PATH: &str = "/api/admin/status/v1/conference/";

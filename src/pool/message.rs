@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use crate::pexip::{Alias, Conference};
+use crate::conference::{Alias, Conference};
 use crate::room::{ConstrainedConference, RoomName};
 
 /// The longest message text decoded; a real one is well under 2 KiB.

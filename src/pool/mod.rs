@@ -6,6 +6,7 @@ mod memory;
 pub mod message;
 mod queue;
 pub mod sas;
+pub mod status;
 
 pub use azure::ensure_crypto_provider;
 pub use connection::{ConnectionError, StorageConnection};

@@ -12,27 +12,7 @@ use serde_json::Value;
 use super::AppState;
 use crate::error::AppError;
 
-/// What a timer run reports: its summary lines, and whether it succeeded.
-#[derive(Debug, Default)]
-pub struct RunReport {
-    pub logs: Vec<String>,
-    pub failed: bool,
-}
-
-impl RunReport {
-    pub fn log(&mut self, line: impl Into<String>) {
-        let line = line.into();
-        tracing::info!("{line}");
-        self.logs.push(line);
-    }
-
-    pub fn fail(&mut self, line: impl Into<String>) {
-        let line = line.into();
-        tracing::warn!("{line}");
-        self.logs.push(line);
-        self.failed = true;
-    }
-}
+pub use crate::run_report::RunReport;
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]

@@ -2,32 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
 
 use super::AppState;
 use crate::error::AppError;
 
-#[derive(Debug, Serialize)]
-pub struct PoolStatus {
-    pub queue: String,
-    /// Approximate: includes rooms warming up and messages held by a create.
-    pub available: u64,
-    pub target: u32,
-    pub deletion_backlog: u64,
-}
-
-pub async fn status(broker: &crate::broker::Broker) -> Result<PoolStatus, crate::pool::QueueError> {
-    let (available, backlog) = tokio::join!(
-        broker.pool().approximate_count(),
-        broker.deletions().approximate_count()
-    );
-    Ok(PoolStatus {
-        queue: broker.pool().name().to_owned(),
-        available: available?,
-        target: broker.settings().pool.target_size,
-        deletion_backlog: backlog?,
-    })
-}
+pub use crate::pool::status::{PoolStatus, status};
 
 pub async fn pool(State(state): State<AppState>) -> Result<Json<PoolStatus>, AppError> {
     status(&state.broker)

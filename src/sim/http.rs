@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::store::{CONF_PATH, STATUS_PATH, WriteError, conf_uri};
+use super::store::{ALIAS_PATH, CONF_PATH, STATUS_PATH, WriteError, conf_uri};
 use super::validate::FieldErrors;
 use super::{ConnHandle, Fault, Simulator, lock, oauth};
 
@@ -25,6 +25,10 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route(
             "/api/admin/configuration/v1/conference/{id}/",
             get(get_one).patch(patch_one).delete(delete_one),
+        )
+        .route(
+            &format!("{ALIAS_PATH}{{id}}/"),
+            get(get_alias).patch(patch_alias),
         )
         .route(STATUS_PATH, get(status_list))
         .route("/api/admin/status/v1/conference/{id}/", get(status_one))
@@ -50,6 +54,10 @@ async fn around(State(sim): State<Simulator>, req: Request, next: Next) -> Respo
         return next.run(req).await;
     }
     let _in_flight = sim.enter();
+    // A held request waits here, before it changes anything, until the test releases it.
+    if let Some(held) = sim.take_hold(req.method().as_str(), req.uri().path()) {
+        held.wait().await;
+    }
     // The work happens before the delay, so a client that times out may still have changed
     // state (as with a slow real server).
     let response = match sim.take_fault() {
@@ -160,6 +168,38 @@ async fn patch_one(
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(WriteError::NotFound) => StatusCode::NOT_FOUND.into_response(),
         Err(WriteError::Invalid(errors)) => invalid(errors),
+    }
+}
+
+async fn get_alias(State(sim): State<Simulator>, Path(id): Path<String>) -> Response {
+    match parse_id(&id).and_then(|id| lock(&sim.inner.store).alias(id)) {
+        Some(alias) => axum::Json(alias).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn patch_alias(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(id) = parse_id(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let body = match json_object(&headers, &body) {
+        Ok(b) => b,
+        Err(message) => return error(message),
+    };
+    let patched = lock(&sim.inner.store).patch_alias(id, &body);
+    match patched {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(WriteError::NotFound) => StatusCode::NOT_FOUND.into_response(),
+        Err(WriteError::Invalid(errors)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "conference_alias": errors })),
+        )
+            .into_response(),
     }
 }
 

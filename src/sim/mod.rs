@@ -141,6 +141,7 @@ struct Inner {
     tokens: Mutex<HashMap<String, Instant>>,
     log: Mutex<Vec<SimRequest>>,
     stats: Mutex<SimStats>,
+    holds: Mutex<Vec<Hold>>,
 }
 
 /// The simulator's shared state; cheap to clone.
@@ -188,6 +189,7 @@ impl Simulator {
                 tokens: Mutex::new(HashMap::new()),
                 log: Mutex::new(Vec::new()),
                 stats: Mutex::new(SimStats::default()),
+                holds: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -278,6 +280,20 @@ impl Simulator {
     /// While down, every `/api/…` request answers 503 with `Retry-After: 1`.
     pub fn set_down(&self, down: bool) {
         self.inner.down.store(down, Ordering::Relaxed);
+    }
+
+    /// Holds the next `/api/…` request with this method whose path starts with `path_prefix`
+    /// before it changes anything, until [`Hold::release`]: a deterministic interleaving for
+    /// tests (a PATCH that lands only after the maintainer looked, say).
+    pub fn hold_next(&self, method: &str, path_prefix: &str) -> Hold {
+        let hold = Hold {
+            method: method.to_owned(),
+            path_prefix: path_prefix.to_owned(),
+            arrived: Arc::new(tokio::sync::Semaphore::new(0)),
+            released: Arc::new(tokio::sync::Semaphore::new(0)),
+        };
+        lock(&self.inner.holds).push(hold.clone());
+        hold
     }
 
     /// Clears `fail_next`, `create_then_fail`, `drop_next` and `set_down`.
@@ -400,6 +416,14 @@ impl Simulator {
         None
     }
 
+    fn take_hold(&self, method: &str, path: &str) -> Option<Hold> {
+        let mut holds = lock(&self.inner.holds);
+        let at = holds
+            .iter()
+            .position(|h| h.method == method && path.starts_with(&h.path_prefix))?;
+        Some(holds.remove(at))
+    }
+
     fn take_create_failure(&self) -> bool {
         let mut f = lock(&self.inner.faults);
         let hit = f.create_then_fail > 0;
@@ -411,6 +435,32 @@ impl Simulator {
         let now = self.inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.bump(|s| s.max_in_flight = s.max_in_flight.max(now));
         InFlight(&self.inner.in_flight)
+    }
+}
+
+/// One held request (see [`Simulator::hold_next`]).
+#[derive(Debug, Clone)]
+pub struct Hold {
+    method: String,
+    path_prefix: String,
+    arrived: Arc<tokio::sync::Semaphore>,
+    released: Arc<tokio::sync::Semaphore>,
+}
+
+impl Hold {
+    /// Waits until the held request has arrived (and is waiting).
+    pub async fn arrived(&self) {
+        let _ = self.arrived.acquire().await.map(|p| p.forget());
+    }
+
+    /// Lets the held request go on.
+    pub fn release(&self) {
+        self.released.add_permits(1);
+    }
+
+    async fn wait(&self) {
+        self.arrived.add_permits(1);
+        let _ = self.released.acquire().await.map(|p| p.forget());
     }
 }
 

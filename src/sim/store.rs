@@ -8,6 +8,7 @@ use super::validate::{ALIAS_TAKEN, AliasIn, FieldErrors, NAME_TAKEN, PINS_EQUAL,
 
 pub(crate) const CONF_PATH: &str = "/api/admin/configuration/v1/conference/";
 pub(crate) const STATUS_PATH: &str = "/api/admin/status/v1/conference/";
+pub(crate) const ALIAS_PATH: &str = "/api/admin/configuration/v1/conference_alias/";
 
 pub(crate) fn conf_uri(id: u64) -> String {
     format!("{CONF_PATH}{id}/")
@@ -164,6 +165,47 @@ impl Store {
 
     pub fn delete(&mut self, id: u64) -> bool {
         self.rooms.remove(&id).is_some()
+    }
+
+    /// One alias by its own id (the `conference_alias` resource).
+    pub fn alias(&self, alias_id: u64) -> Option<Value> {
+        self.rooms.values().find_map(|r| {
+            r.get("aliases")?
+                .as_array()?
+                .iter()
+                .find(|a| a["id"] == alias_id)
+                .cloned()
+        })
+    }
+
+    /// PATCH of one alias: only its `description` may change here (at most 250 characters).
+    pub fn patch_alias(&mut self, alias_id: u64, body: &Map<String, Value>) -> Result<(), WriteError> {
+        let mut errors = FieldErrors::new();
+        for (field, value) in body {
+            match (field.as_str(), value.as_str()) {
+                ("description", Some(d)) if d.chars().count() <= super::validate::MAX_CHARS => {}
+                ("description", _) => add(
+                    &mut errors,
+                    "description",
+                    "Ensure this value has at most 250 characters.",
+                ),
+                (other, _) => add(&mut errors, other, "This field cannot be changed here."),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(WriteError::Invalid(errors));
+        }
+        let alias = self
+            .rooms
+            .values_mut()
+            .filter_map(|r| r.get_mut("aliases")?.as_array_mut())
+            .flatten()
+            .find(|a| a["id"] == alias_id)
+            .ok_or(WriteError::NotFound)?;
+        if let Some(d) = body.get("description") {
+            alias["description"] = d.clone();
+        }
+        Ok(())
     }
 
     /// Rooms matching list filters, ordered by id.
