@@ -89,6 +89,64 @@ pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await
 }
 
+/// How long a graceful stop waits for requests in flight, then again for background work
+/// (creates whose caller left, refills, handout records).
+pub const STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves until SIGTERM or SIGINT, then stops gracefully: no new connections, requests in
+/// flight answered, background work finished, each within [`STOP_BOUND`]. The pool's
+/// invariant never depends on this: the Functions host may kill the process instead.
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    serve_until(listener, state, stop_signal()).await
+}
+
+/// [`serve`] with the stop given by `stop` (tests use a channel).
+pub async fn serve_until(
+    listener: TcpListener,
+    state: AppState,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let broker = Arc::clone(&state.broker);
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        stop.await;
+        tracing::info!("stopping: accepting no new requests, finishing those in flight");
+        let _ = stopping.send(());
+    };
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
+    let bound = async move {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(STOP_BOUND).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served?,
+        () = bound => tracing::warn!("stop bound reached with requests still in flight"),
+    }
+    if broker.finish_background_work(STOP_BOUND).await {
+        tracing::info!("stopped: every request and background task finished");
+    } else {
+        tracing::warn!(
+            "stop bound reached with background work unfinished; the maintainer settles it"
+        );
+    }
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

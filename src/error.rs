@@ -39,6 +39,17 @@ pub enum AppError {
     Internal(String),
 }
 
+impl From<crate::broker::BrokerError> for AppError {
+    fn from(e: crate::broker::BrokerError) -> Self {
+        use crate::broker::BrokerError;
+        match e {
+            BrokerError::Unavailable { what, cause } => Self::unavailable(what, cause),
+            BrokerError::Forbidden(detail) => Self::Forbidden(detail),
+            BrokerError::NotFound(detail) => Self::NotFound(detail),
+        }
+    }
+}
+
 impl AppError {
     pub fn bad_request(rule: &'static str, detail: impl Into<String>) -> Self {
         Self::BadRequest {

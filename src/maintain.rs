@@ -1,213 +1,280 @@
 //! The pool maintainer (`function-pool-maintain`, `maxconf reap`, `maxconf pool fill`): it
-//! balances the books between Pexip and the pool queue.
+//! balances the books between Pexip and the pool queue, while creates go on.
 //!
-//! A run takes Pexip's inventory, looks at the visible pool messages, then:
-//! - discards messages that cannot be used (room gone, persistent, unreadable, a second message
-//!   for one room) so that a room is never reachable by two messages;
-//! - settles rooms a refill left `creating` (killed, or its send failed): one whose message
-//!   shows up is marked `pool`; one still without a message once it is older than warm-up plus
-//!   a create's lease is an **orphan** and is deleted (no message can still be hidden for it);
-//! - deletes **lost** pooled rooms: pooled, yet no message reaches them while no message is
-//!   hidden at all (a create killed after deleting its message and before its PATCH landed);
-//! - **reaps** leaked rooms: handed out (or pooled) more than `ROOM_MAX_AGE_HOURS` ago and
-//!   reachable by no message;
-//! - tops the pool up to `POOL_TARGET_SIZE`.
+//! A run takes Pexip's inventory and looks at every visible pool message (a peek when fewer
+//! than 32 are visible; otherwise, and to remove unusable messages, it receives a few at a
+//! time and holds each for at most [`HOLD`]: creates always find the rest). Then:
+//! - unusable messages go: unreadable, persistent, a second message for one room, a room that
+//!   is gone, handed out, or that disagrees with the message (PIN, aliases);
+//! - rooms the previous release marked in their description get their state on their alias;
+//! - **orphans** are deleted: maxconf's rooms, never handed out, that no message reaches
+//!   (a refill killed before its send, or a create killed between its message delete and its
+//!   PATCH), once older than warm-up plus a create's lease;
+//! - handouts not yet recorded (a tag and no message) are recorded;
+//! - **leaked** rooms, handed out more than `ROOM_MAX_AGE_HOURS` ago, are deleted;
+//! - the pool is topped up to `POOL_TARGET_SIZE`.
 //!
-//! Pooled rooms are judged before `ROOM_MAX_AGE_HOURS` only while the queue is quiet (a create
-//! may hold their message for a while, hidden from a peek). Nothing is deleted on one look: a room must lack a message in two looks a few seconds apart,
-//! and it is read back just before the delete. Persistent rooms and rooms without maxconf's
-//! marker are never touched. One room that cannot be handled does not stop the run.
+//! Nothing is judged on one look. A room must be missing from two complete looks taken a
+//! create's lease apart (so any create that held its message then has handed it out or given
+//! it back), and it is read back just before it is changed. A run keeps to [`RUN_BUDGET`] and
+//! leaves the rest to the next run; its leases end by themselves if the host cuts it off.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::fmt;
+use std::time::{Duration, Instant};
 
+use serde_json::json;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::broker::{ALLOCATED_MARKER, Broker, CREATING_MARKER, POOL_MARKER};
+use crate::broker::Broker;
+use crate::conference::Conference;
 use crate::config::Settings;
-use crate::pexip::{Conference, PexipError};
-use crate::pool::message::{self, PoolMessage};
-use crate::pool::{MAX_BATCH, QueueError, Received};
+use crate::pexip::PexipError;
+use crate::pool::message::{self, PoolMessage, PooledRoom};
+use crate::pool::{MAX_BATCH, QueueError};
+use crate::room_state::{self, Recorded, RoomState};
 use crate::run_report::RunReport;
 
-/// Between the two looks at the queue before anything is deleted.
-const CONFIRM_DELAY: Duration = Duration::from_secs(3);
-/// How long the cleanup pass holds the messages it receives.
-const CLEANUP_LEASE: Duration = Duration::from_secs(30);
+pub use crate::room_state::RoomKind;
 
-/// What maxconf knows of a room from Pexip alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoomKind {
-    Persistent,
-    /// Created by a refill at that time; its message may not have been sent.
-    Creating(OffsetDateTime),
-    /// Pool-marked and not handed out, since that time.
-    Pool(OffsetDateTime),
-    /// Handed out at that time.
-    Allocated(OffsetDateTime),
-    /// Not maxconf's (no marker): never touched.
-    Foreign,
-}
+/// How long the maintainer holds a message it received to look at it.
+pub const HOLD: Duration = Duration::from_secs(2);
+/// Messages held at once.
+const HOLD_BATCH: u32 = 5;
+/// A run stops starting new work after this; `functionTimeout` is 5 minutes.
+pub const RUN_BUDGET: Duration = Duration::from_secs(150);
+/// Messages one look reads at most.
+const MAX_LOOK: usize = 10_000;
 
+/// The maintainer's classification of one room.
 pub fn classify(room: &Conference, settings: &Settings) -> RoomKind {
-    if settings.rooms.is_persistent(&room.name) {
-        return RoomKind::Persistent;
-    }
-    let marked = |marker: &str| {
-        room.description
-            .strip_prefix(marker)
-            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-    };
-    let Some((kind, t)) = [CREATING_MARKER, POOL_MARKER, ALLOCATED_MARKER]
-        .into_iter()
-        .find_map(|marker| marked(marker).map(|t| (marker, t)))
-    else {
-        return RoomKind::Foreign;
-    };
-    // A tag means handed out, whatever the marker says (a create may beat a refill's promote).
-    if !room.tag.is_empty() || kind == ALLOCATED_MARKER {
-        RoomKind::Allocated(t)
-    } else if kind == CREATING_MARKER {
-        RoomKind::Creating(t)
-    } else {
-        RoomKind::Pool(t)
-    }
+    room_state::classify(room, |name| settings.rooms.is_persistent(name))
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     /// Report what would change; change nothing.
     pub dry_run: bool,
-    /// Delete orphans and leaked rooms.
+    /// Delete orphans and leaked rooms, record handouts, migrate old state.
     pub reap: bool,
     /// Top the pool up to its target.
     pub fill: bool,
 }
 
-/// The visible pool messages, seen without leasing them (creates are not held up).
-#[derive(Default)]
-struct Look {
-    ids: HashSet<u64>,
-    names: HashSet<String>,
-    /// Messages that should go: unreadable, persistent, a room that is gone, a duplicate.
-    unusable: usize,
-    /// Peek shows at most 32 messages; with more, the look is partial and nothing is deleted.
-    complete: bool,
-    /// No message is hidden: the queue's count, taken before and after the peek, equals what
-    /// the peek saw. A pooled room that no message reaches in such a look has no message at
-    /// all (a create killed between deleting its message and its PATCH leaves one).
-    quiet: bool,
+/// What the maintainer does to a room that no message reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    /// maxconf's, never handed out: deleted.
+    Orphan,
+    /// Handed out more than ROOM_MAX_AGE_HOURS ago: deleted.
+    Leaked,
+    /// Tagged but not recorded as handed out: recorded.
+    Unrecorded,
 }
 
-async fn look(broker: &Broker, inventory: &HashMap<u64, Conference>) -> Result<Look, QueueError> {
-    let before = broker.pool().approximate_count().await?;
-    let texts = broker.pool().peek(MAX_BATCH).await?;
-    let after = broker.pool().approximate_count().await?;
-    let seen = texts.len() as u64;
-    let mut look = Look {
-        complete: (texts.len() as u32) < MAX_BATCH,
-        quiet: (texts.len() as u32) < MAX_BATCH && before == seen && after == seen,
-        ..Look::default()
-    };
-    let names: HashMap<&str, u64> = inventory
-        .values()
-        .map(|c| (c.name.as_str(), c.id))
-        .collect();
-    for text in texts {
-        match message::decode(&text) {
-            Ok(PoolMessage::Room(room)) if !broker.settings().rooms.is_persistent(&room.name) => {
-                if !look.ids.insert(room.id) {
-                    look.unusable += 1;
-                }
-            }
-            Ok(PoolMessage::LegacyName(name)) if !broker.settings().rooms.is_persistent(&name) => {
-                match names.get(name.as_str()) {
-                    Some(id) if !look.ids.insert(*id) => look.unusable += 1,
-                    _ => {}
-                }
-                look.names.insert(name);
-            }
-            _ => look.unusable += 1,
-        }
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Orphan => "orphan",
+            Self::Leaked => "leaked",
+            Self::Unrecorded => "handout not recorded",
+        })
     }
-    Ok(look)
 }
 
-/// Receives the visible messages, deletes the unusable ones, releases the rest at once.
-async fn clean_queue(
-    broker: &Broker,
-    inventory: &HashMap<u64, Conference>,
-) -> Result<usize, QueueError> {
-    let started = std::time::Instant::now();
-    let mut held: Vec<Received> = Vec::new();
-    // Stop well inside the lease: a message whose lease lapsed could come back as a second copy
-    // and be taken for a duplicate.
-    while started.elapsed() < CLEANUP_LEASE / 3 && held.len() < 10_000 {
-        let batch = broker.pool().receive(MAX_BATCH, CLEANUP_LEASE).await?;
-        if batch.is_empty() {
-            break;
-        }
-        held.extend(batch);
-    }
-    let mut seen = HashSet::new();
-    let mut removed = 0;
-    for msg in &held {
-        let keep = match message::decode(&msg.text) {
-            Ok(PoolMessage::Room(room)) => {
-                !broker.settings().rooms.is_persistent(&room.name)
-                    && seen.insert(room.id)
-                    && room_exists(broker, inventory, room.id).await
-            }
-            Ok(PoolMessage::LegacyName(name)) => {
-                !broker.settings().rooms.is_persistent(&name)
-                    && legacy_room_exists(broker, &mut seen, inventory, &name).await
-            }
-            Err(_) => false,
-        };
-        let result = if keep {
-            broker.pool().release(msg, Duration::ZERO).await
-        } else {
-            removed += 1;
-            broker.pool().delete(msg).await
-        };
-        if let Err(e) = result {
-            tracing::warn!(message_id = %msg.id, error = %e, "queue cleanup step failed");
-        }
-    }
-    Ok(removed)
-}
-
-async fn room_exists(broker: &Broker, inventory: &HashMap<u64, Conference>, id: u64) -> bool {
-    // A room created after the inventory was taken is not in it: ask Pexip before judging
-    // (and keep the message when Pexip cannot say).
-    inventory.contains_key(&id) || !matches!(broker.pexip().get_conference(id).await, Ok(None))
-}
-
-/// A name-only message is kept when its room exists (asking Pexip about rooms created after
-/// the inventory) and no earlier message named it.
-async fn legacy_room_exists(
-    broker: &Broker,
-    seen: &mut HashSet<u64>,
-    inventory: &HashMap<u64, Conference>,
-    name: &str,
-) -> bool {
-    let id = match inventory.values().find(|c| c.name == name) {
-        Some(c) => Some(c.id),
-        None => match broker.pexip().find_by_name(name).await {
-            Ok(found) => found.map(|c| c.id),
-            // Cannot tell: keep it.
-            Err(_) => return true,
-        },
-    };
-    id.is_some_and(|id| seen.insert(id))
-}
-
-/// A room that no message reaches and that may be deleted, with why.
 struct Candidate {
     id: u64,
     name: String,
-    why: &'static str,
+    reason: Reason,
+}
+
+/// Every visible pool message, as far as one look could tell.
+#[derive(Default)]
+struct Look {
+    /// Rooms (by id) and legacy names a usable message reaches.
+    ids: HashSet<u64>,
+    names: HashSet<String>,
+    /// Every visible message was seen.
+    complete: bool,
+    /// Messages removed (or, in a dry run, that would be).
+    removed: usize,
+    /// Rooms messages name that the inventory lacks: checked before their messages go.
+    unknown: HashSet<u64>,
+}
+
+impl Look {
+    fn reaches(&self, room: &Conference) -> bool {
+        self.ids.contains(&room.id) || self.names.contains(&room.name)
+    }
+}
+
+/// Why a message cannot stay in the pool, if it cannot.
+fn unusable(
+    text: &str,
+    seen: &mut HashSet<u64>,
+    inventory: &HashMap<u64, Conference>,
+    gone: &HashSet<u64>,
+    settings: &Settings,
+) -> Result<Option<&'static str>, PoolMessage> {
+    let msg = match message::decode(text) {
+        Ok(msg) => msg,
+        Err(_) => return Ok(Some("unreadable")),
+    };
+    match &msg {
+        PoolMessage::Room(room) => {
+            if settings.rooms.is_persistent(&room.name) {
+                return Ok(Some("persistent room"));
+            }
+            if !seen.insert(room.id) {
+                return Ok(Some("second message for one room"));
+            }
+            if gone.contains(&room.id) {
+                return Ok(Some("room gone"));
+            }
+            if let Some(now) = inventory.get(&room.id)
+                && let Some(why) = disagrees(room, now, settings)
+            {
+                return Ok(Some(why));
+            }
+        }
+        PoolMessage::LegacyName(name) => {
+            if settings.rooms.is_persistent(name) {
+                return Ok(Some("persistent room"));
+            }
+            if let Some(room) = inventory.values().find(|c| &c.name == name)
+                && !seen.insert(room.id)
+            {
+                return Ok(Some("second message for one room"));
+            }
+        }
+    }
+    Err(msg)
+}
+
+/// Whoever can write to the queue chooses what create answers: a message must match Pexip's
+/// room (name, guest PIN, aliases) and the room must not be handed out.
+fn disagrees(msg: &PooledRoom, room: &Conference, settings: &Settings) -> Option<&'static str> {
+    if msg.name != room.name || msg.guest_pin != room.guest_pin {
+        return Some("message disagrees with Pexip (name or guest PIN)");
+    }
+    let aliases = |a: &[crate::conference::Alias]| {
+        let mut v: Vec<(u64, String)> = a.iter().map(|a| (a.id, a.alias.clone())).collect();
+        v.sort();
+        v
+    };
+    if aliases(&msg.aliases) != aliases(&room.aliases) {
+        return Some("message disagrees with Pexip (aliases)");
+    }
+    match classify(room, settings) {
+        RoomKind::Allocated(_) | RoomKind::Unrecorded => Some("room is handed out"),
+        _ => None,
+    }
+}
+
+/// One look at the queue. A peek when it shows everything and nothing needs removing;
+/// otherwise receives of a few messages at a time, each held for [`HOLD`] and left to come
+/// back by itself (or deleted at once when unusable).
+async fn look(
+    broker: &Broker,
+    inventory: &HashMap<u64, Conference>,
+    gone: &HashSet<u64>,
+    dry_run: bool,
+    until: Instant,
+) -> Result<Look, QueueError> {
+    let settings = broker.settings();
+    let texts = broker.pool().peek(MAX_BATCH).await?;
+    let mut look = Look::default();
+    let mut seen = HashSet::new();
+    let mut needs_receive = texts.len() as u32 >= MAX_BATCH;
+    for text in &texts {
+        match unusable(text, &mut seen, inventory, gone, settings) {
+            Ok(Some(_)) => needs_receive = true,
+            Ok(None) => {}
+            Err(msg) => note(&mut look, msg, inventory),
+        }
+    }
+    if !needs_receive || (dry_run && texts.len() < MAX_BATCH as usize) {
+        look.complete = true;
+        if dry_run {
+            look.removed = texts.len() - count_usable(&texts, inventory, gone, settings);
+        }
+        return Ok(look);
+    }
+    let mut look = Look::default();
+    let mut seen = HashSet::new();
+    let mut ids_seen = HashSet::new();
+    loop {
+        if Instant::now() > until || ids_seen.len() >= MAX_LOOK {
+            return Ok(look);
+        }
+        let batch = broker.pool().receive(HOLD_BATCH, HOLD).await?;
+        // Seen before: the look has gone round the queue (it is given back below).
+        let (fresh, mut keep): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|m| ids_seen.insert(m.id.clone()));
+        let round = fresh.is_empty();
+        for msg in fresh {
+            match unusable(&msg.text, &mut seen, inventory, gone, settings) {
+                Ok(Some(why)) if !dry_run => {
+                    look.removed += 1;
+                    tracing::warn!(message_id = %msg.id, reason = why, "pool message removed");
+                    if let Err(e) = broker.pool().delete(&msg).await {
+                        tracing::warn!(message_id = %msg.id, error = %e, "could not remove a pool message; next run");
+                    }
+                }
+                Ok(Some(_)) => {
+                    look.removed += 1;
+                    keep.push(msg);
+                }
+                Ok(None) => keep.push(msg),
+                Err(decoded) => {
+                    note(&mut look, decoded, inventory);
+                    keep.push(msg);
+                }
+            }
+        }
+        // Given back at once (behind the messages not seen yet): creates find them again
+        // without waiting for the hold to end. A release that fails ends with the hold.
+        let releases = keep
+            .iter()
+            .map(|msg| broker.pool().release(msg, Duration::ZERO));
+        for (msg, released) in keep.iter().zip(futures::future::join_all(releases).await) {
+            if let Err(e) = released {
+                tracing::debug!(message_id = %msg.id, error = %e, "held message not released; it reappears by itself");
+            }
+        }
+        if round {
+            look.complete = true;
+            return Ok(look);
+        }
+    }
+}
+
+fn count_usable(
+    texts: &[String],
+    inventory: &HashMap<u64, Conference>,
+    gone: &HashSet<u64>,
+    settings: &Settings,
+) -> usize {
+    let mut seen = HashSet::new();
+    texts
+        .iter()
+        .filter(|t| unusable(t, &mut seen, inventory, gone, settings).is_err())
+        .count()
+}
+
+fn note(look: &mut Look, msg: PoolMessage, inventory: &HashMap<u64, Conference>) {
+    match msg {
+        PoolMessage::Room(room) => {
+            if !inventory.contains_key(&room.id) {
+                look.unknown.insert(room.id);
+            }
+            look.ids.insert(room.id);
+        }
+        PoolMessage::LegacyName(name) => {
+            look.names.insert(name);
+        }
+    }
 }
 
 fn candidates(
@@ -217,61 +284,39 @@ fn candidates(
     now: OffsetDateTime,
 ) -> Vec<Candidate> {
     let settings = broker.settings();
-    let orphan_age = settings.pool.warmup + broker.lease() + Duration::from_secs(60);
+    let orphan_age = orphan_age(broker);
     let older_than = |t: OffsetDateTime, age: Duration| now - t > age;
     inventory
         .values()
-        .filter(|c| !look.ids.contains(&c.id) && !look.names.contains(&c.name))
+        .filter(|c| !look.reaches(c))
         .filter_map(|c| {
-            let why = match classify(c, settings) {
-                // Only judged on a complete look: beyond 32 visible messages one may be hidden.
-                RoomKind::Creating(t) if look.complete && older_than(t, orphan_age) => "orphan",
-                RoomKind::Pool(t) if look.complete && older_than(t, settings.rooms.max_age) => {
-                    "stale"
+            let reason = match classify(c, settings) {
+                // Beyond the warm-up and a create's lease, a message of its own would be
+                // visible unless a create holds it: the second look settles that.
+                RoomKind::Unallocated(t) if look.complete && older_than(t, orphan_age) => {
+                    Reason::Orphan
                 }
-                // Its message is not hidden by a create either: there is none.
-                RoomKind::Pool(t) if look.quiet && older_than(t, orphan_age) => "lost",
-                // A room handed out a day ago is not in a live create: judged on any look.
-                RoomKind::Allocated(t) if older_than(t, settings.rooms.max_age) => "leaked",
+                RoomKind::Unrecorded if look.complete => Reason::Unrecorded,
+                RoomKind::Allocated(t) if older_than(t, settings.rooms.max_age) => Reason::Leaked,
                 _ => return None,
             };
             Some(Candidate {
                 id: c.id,
                 name: c.name.clone(),
-                why,
+                reason,
             })
         })
         .collect()
 }
 
-/// `creating` rooms whose message is visible: the refill stopped after its send.
-async fn promote(
-    broker: &Broker,
-    inventory: &HashMap<u64, Conference>,
-    look: &Look,
-    dry_run: bool,
-) -> usize {
-    let mut promoted = 0;
-    for room in inventory.values() {
-        let RoomKind::Creating(t) = classify(room, broker.settings()) else {
-            continue;
-        };
-        if !(look.ids.contains(&room.id) || look.names.contains(&room.name)) {
-            continue;
-        }
-        let created = t.format(&Rfc3339).unwrap_or_default();
-        let patch = serde_json::json!({"description": format!("{POOL_MARKER}{created}")});
-        if dry_run
-            || broker
-                .pexip()
-                .patch_conference(room.id, &patch)
-                .await
-                .is_ok()
-        {
-            promoted += 1;
-        }
-    }
-    promoted
+/// How old a never-handed-out room must be before a missing message makes it an orphan.
+fn orphan_age(broker: &Broker) -> Duration {
+    broker.settings().pool.warmup + broker.lease() + Duration::from_secs(60)
+}
+
+/// How long apart the two looks are: longer than any create holds a message.
+pub fn confirm_delay(broker: &Broker) -> Duration {
+    broker.lease() + Duration::from_secs(1)
 }
 
 /// One maintainer run. The report's summary goes to the invocation's `Logs`.
@@ -288,6 +333,8 @@ pub async fn run(broker: &Broker, dry_run: bool) -> RunReport {
 }
 
 pub async fn run_plan(broker: &Broker, plan: Plan) -> RunReport {
+    let started = Instant::now();
+    let until = started + RUN_BUDGET;
     let mut report = RunReport::default();
     let mode = if plan.dry_run { " (dry run)" } else { "" };
     let inventory = match inventory(broker).await {
@@ -301,16 +348,16 @@ pub async fn run_plan(broker: &Broker, plan: Plan) -> RunReport {
     };
     let counts = Counts::of(&inventory, broker.settings());
     report.log(format!(
-        "pool maintain{mode}: Pexip has {} rooms ({} pool, {} allocated, {} persistent, {} other)",
+        "pool maintain{mode}: Pexip has {} rooms ({} not handed out, {} handed out, {} persistent, {} other)",
         inventory.len(),
-        counts.pool,
+        counts.unallocated,
         counts.allocated,
         counts.persistent,
         counts.foreign
     ));
 
     if plan.reap {
-        match repair(broker, &inventory, plan.dry_run).await {
+        match repair(broker, &inventory, plan.dry_run, until).await {
             Ok(line) => report.log(line),
             Err(e) => report.fail(format!("repair stopped: {e}")),
         }
@@ -318,11 +365,18 @@ pub async fn run_plan(broker: &Broker, plan: Plan) -> RunReport {
     // The top-up runs even when some repair failed: a drained pool hurts callers at once.
     if plan.fill {
         let target = u64::from(broker.settings().pool.target_size);
-        match top_up(broker, target).await {
+        match top_up_until(broker, target, until).await {
             Ok(fill) => {
                 let line = format!(
-                    "pool at {}/{target}: {} rooms added, {} failed",
-                    fill.size, fill.created, fill.failed
+                    "pool at {}/{target}: {} added, {} failed{}",
+                    fill.size,
+                    rooms(fill.created),
+                    fill.failed,
+                    if fill.out_of_time {
+                        "; run budget spent, the next run goes on"
+                    } else {
+                        ""
+                    }
                 );
                 if fill.failed > 0 {
                     report.fail(line);
@@ -334,6 +388,14 @@ pub async fn run_plan(broker: &Broker, plan: Plan) -> RunReport {
         }
     }
     report
+}
+
+fn rooms(n: u32) -> String {
+    if n == 1 {
+        "1 room".into()
+    } else {
+        format!("{n} rooms")
+    }
 }
 
 async fn inventory(broker: &Broker) -> Result<HashMap<u64, Conference>, PexipError> {
@@ -355,7 +417,7 @@ async fn inventory(broker: &Broker) -> Result<HashMap<u64, Conference>, PexipErr
 
 #[derive(Default)]
 struct Counts {
-    pool: usize,
+    unallocated: usize,
     allocated: usize,
     persistent: usize,
     foreign: usize,
@@ -366,8 +428,8 @@ impl Counts {
         let mut counts = Self::default();
         for room in inventory.values() {
             match classify(room, settings) {
-                RoomKind::Pool(_) | RoomKind::Creating(_) => counts.pool += 1,
-                RoomKind::Allocated(_) => counts.allocated += 1,
+                RoomKind::Unallocated(_) => counts.unallocated += 1,
+                RoomKind::Allocated(_) | RoomKind::Unrecorded => counts.allocated += 1,
                 RoomKind::Persistent => counts.persistent += 1,
                 RoomKind::Foreign => counts.foreign += 1,
             }
@@ -388,102 +450,159 @@ async fn repair(
     broker: &Broker,
     inventory: &HashMap<u64, Conference>,
     dry_run: bool,
+    until: Instant,
 ) -> Result<String, RepairError> {
-    let first = look(broker, inventory).await?;
-    let mut removed = 0;
-    if first.unusable > 0 && !dry_run {
-        removed = clean_queue(broker, inventory).await?;
-    }
-    let promoted = promote(broker, inventory, &first, dry_run).await;
+    let settled = if dry_run { "would settle" } else { "settled" };
+    let migrated = migrate(broker, inventory, dry_run).await;
+    let first = look(broker, inventory, &HashSet::new(), dry_run, until).await?;
+    let suspects = candidates(broker, inventory, &first, OffsetDateTime::now_utc());
     let partial = if first.complete {
         ""
     } else {
-        " (more than 32 visible messages: only leaked rooms judged)"
+        " (the queue could not be read to the end: orphans are judged next run)"
     };
-    let suspects = candidates(broker, inventory, &first, OffsetDateTime::now_utc());
-    if suspects.is_empty() {
+    let removed = |n: usize| {
+        if dry_run {
+            format!("{n} unusable messages would be removed")
+        } else {
+            format!("{n} unusable messages removed")
+        }
+    };
+    let gone = confirm_gone(broker, &first.unknown).await;
+    if suspects.is_empty() && gone.is_empty() {
         return Ok(format!(
-            "queue: {removed} unusable messages removed, {promoted} rooms marked pooled; \
-             no orphaned or leaked rooms{partial}"
+            "queue: {}; {migrated} rooms' state moved to their alias; no orphaned, unrecorded or leaked rooms{partial}",
+            removed(first.removed)
         ));
     }
-    // A second look, a little later and at a jittered moment so two maintainers do not look
-    // in step: a message held by a create or another look reappears by then.
-    let jitter = Duration::from_millis(rand::random_range(0..2_000));
-    tokio::time::sleep(CONFIRM_DELAY + jitter).await;
-    let second = look(broker, inventory).await?;
+    // The second look comes once every create that held a message at the first has handed
+    // its room out or given the message back.
+    let wait = confirm_delay(broker);
+    if Instant::now() + wait > until {
+        return Ok(format!(
+            "queue: {}; {} rooms to confirm next run (run budget)",
+            removed(first.removed),
+            suspects.len()
+        ));
+    }
+    tokio::time::sleep(wait).await;
+    let second = look(broker, inventory, &gone, dry_run, until).await?;
     let mut done = Vec::new();
     let mut failed = 0;
     for suspect in suspects {
-        if second.ids.contains(&suspect.id) || second.names.contains(&suspect.name) {
+        if !second.complete
+            || second.ids.contains(&suspect.id)
+            || second.names.contains(&suspect.name)
+        {
             continue;
         }
-        if suspect.why == "lost" && !second.quiet {
-            continue;
+        if Instant::now() > until {
+            break;
         }
-        match judge_and_delete(broker, &suspect, dry_run).await {
-            Ok(true) => done.push(format!("{} ({})", suspect.name, suspect.why)),
+        match settle(broker, &suspect, dry_run).await {
+            Ok(true) => done.push(format!("{} ({})", suspect.name, suspect.reason)),
             Ok(false) => {}
             Err(e) => {
-                tracing::warn!(room = %suspect.name, error = %e, "maintainer could not delete a room");
+                tracing::warn!(room = %suspect.name, error = %e, "maintainer could not settle a room");
                 failed += 1;
             }
         }
     }
-    let verb = if dry_run { "would delete" } else { "deleted" };
     let line = format!(
-        "queue: {removed} unusable messages removed, {promoted} rooms marked pooled; \
-         {verb} {} rooms: {}{partial}",
+        "queue: {}; {migrated} rooms' state moved to their alias; {settled} {} rooms: {}{partial}",
+        // A dry run removes nothing, so both looks count the same messages.
+        removed(if dry_run {
+            first.removed.max(second.removed)
+        } else {
+            first.removed + second.removed
+        }),
         done.len(),
         done.join(", ")
     );
-    if failed > 0 && !broker_reachable(broker).await {
+    if failed > 0 && broker.pexip().probe().await.is_err() {
         return Err(RepairError::Pexip(PexipError::Unavailable(format!(
-            "{line}; {failed} deletes failed"
+            "{line}; {failed} rooms could not be settled"
         ))));
     }
     Ok(if failed > 0 {
-        format!("{line}; {failed} could not be deleted (retried next run)")
+        format!("{line}; {failed} could not be settled (retried next run)")
     } else {
         line
     })
 }
 
-/// Reads the room back and deletes it if it is still what made it a candidate.
-async fn judge_and_delete(
-    broker: &Broker,
-    suspect: &Candidate,
-    dry_run: bool,
-) -> Result<bool, PexipError> {
-    // A create may have handed it out since the inventory.
+/// Rooms that messages name but the inventory lacks: gone for sure only if Pexip says so now.
+async fn confirm_gone(broker: &Broker, unknown: &HashSet<u64>) -> HashSet<u64> {
+    let mut gone = HashSet::new();
+    for &id in unknown {
+        if let Ok(None) = broker.pexip().get_conference(id).await {
+            gone.insert(id);
+        }
+    }
+    gone
+}
+
+/// Moves the previous release's description markers to the room's alias, where callers
+/// cannot change them. The description is left as it was (the previous release reads it).
+async fn migrate(broker: &Broker, inventory: &HashMap<u64, Conference>, dry_run: bool) -> usize {
+    let mut migrated = 0;
+    for room in inventory.values() {
+        let Some((state, Recorded::LegacyDescription)) = room_state::recorded(room) else {
+            continue;
+        };
+        if broker.settings().rooms.is_persistent(&room.name) {
+            continue;
+        }
+        let Some(alias) = room_state::own_alias(room) else {
+            continue;
+        };
+        if dry_run {
+            migrated += 1;
+            continue;
+        }
+        let body = json!({"description": state.to_string()});
+        match broker.pexip().patch_alias(alias.id, &body).await {
+            Ok(()) => migrated += 1,
+            Err(e) => {
+                tracing::warn!(room = %room.name, error = %e, "could not move the room's state to its alias")
+            }
+        }
+    }
+    migrated
+}
+
+/// Reads the room back and acts if it is still what made it a candidate.
+async fn settle(broker: &Broker, suspect: &Candidate, dry_run: bool) -> Result<bool, PexipError> {
     let Some(now) = broker.pexip().get_conference(suspect.id).await? else {
         return Ok(false);
     };
     let max_age = broker.settings().rooms.max_age;
     let old = |t: OffsetDateTime| OffsetDateTime::now_utc() - t > max_age;
-    let still = match classify(&now, broker.settings()) {
-        RoomKind::Creating(_) => suspect.why == "orphan",
-        RoomKind::Pool(t) => (suspect.why == "stale" && old(t)) || suspect.why == "lost",
-        RoomKind::Allocated(t) => suspect.why == "leaked" && old(t),
+    let still = match (classify(&now, broker.settings()), suspect.reason) {
+        (RoomKind::Unallocated(_), Reason::Orphan) => true,
+        (RoomKind::Allocated(t), Reason::Leaked) => old(t),
+        (RoomKind::Unrecorded, Reason::Unrecorded) => true,
         _ => false,
     };
-    if !still {
-        return Ok(false);
+    if !still || dry_run {
+        return Ok(still);
     }
-    if dry_run {
+    if suspect.reason == Reason::Unrecorded {
+        let Some(alias) = room_state::own_alias(&now) else {
+            return Ok(false);
+        };
+        let body = json!({"description": RoomState::allocated_now().to_string()});
+        broker.pexip().patch_alias(alias.id, &body).await?;
+        tracing::info!(room = %suspect.name, "handout recorded by the maintainer");
         return Ok(true);
     }
     match broker.pexip().delete_conference(suspect.id).await {
         Ok(()) | Err(PexipError::NotFound) => {
-            tracing::info!(room = %suspect.name, reason = suspect.why, "room deleted by the maintainer");
+            tracing::info!(room = %suspect.name, reason = %suspect.reason, "room deleted by the maintainer");
             Ok(true)
         }
         Err(e) => Err(e),
     }
-}
-
-async fn broker_reachable(broker: &Broker) -> bool {
-    broker.pexip().probe().await.is_ok()
 }
 
 #[derive(Default)]
@@ -491,6 +610,8 @@ pub struct Fill {
     pub size: u64,
     pub created: u32,
     pub failed: u32,
+    /// The run's budget ended the top-up early.
+    pub out_of_time: bool,
 }
 
 /// Refills run a batch at a time, leaving one Pexip slot to the critical path.
@@ -521,10 +642,18 @@ async fn refill_batch(broker: &Broker, n: u64, fill: &mut Fill, on_each: &impl F
 /// Adds rooms until the pool (visible and warming up) holds `target`, a batch at a time and
 /// re-reading the size between batches, so two maintainers overshoot by one batch at most.
 pub async fn top_up(broker: &Broker, target: u64) -> Result<Fill, QueueError> {
+    top_up_until(broker, target, Instant::now() + RUN_BUDGET).await
+}
+
+async fn top_up_until(broker: &Broker, target: u64, until: Instant) -> Result<Fill, QueueError> {
     let mut fill = Fill::default();
     loop {
         fill.size = broker.pool().approximate_count().await?;
         if fill.size >= target {
+            return Ok(fill);
+        }
+        if Instant::now() > until {
+            fill.out_of_time = true;
             return Ok(fill);
         }
         let n = (target - fill.size).min(batch_size(broker));

@@ -40,7 +40,7 @@ pub async fn run(broker: &Broker) -> RunReport {
             emit("maxconf_pexip_rooms", Ok(allocated.len() as u64));
             let count = allocated
                 .iter()
-                .filter(|k| matches!(k, RoomKind::Allocated(_)))
+                .filter(|k| matches!(k, RoomKind::Allocated(_) | RoomKind::Unrecorded))
                 .count();
             emit("maxconf_allocated_rooms", Ok(count as u64));
         }

@@ -8,8 +8,9 @@ use rand::{Rng, RngCore};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::RoomSettings;
 use crate::conference::{Alias, Conference};
+use crate::config::RoomSettings;
+use crate::room_state::{self, RoomState};
 
 const MAX_ROOM_NAME: usize = 250;
 
@@ -62,8 +63,9 @@ pub fn new_pins(len: usize) -> (String, String) {
     }
 }
 
-/// The create body of a new room: the template first, then the fields maxconf owns.
-pub fn new_room_body(settings: &RoomSettings, name: &str, tag: &str, description: &str) -> Value {
+/// The create body of a new room: the template first, then the fields maxconf owns. The
+/// room's state goes on its alias; its `description` is left to callers.
+pub fn new_room_body(settings: &RoomSettings, name: &str, tag: &str, state: RoomState) -> Value {
     let (pin, guest_pin) = new_pins(settings.pin_length);
     let mut body = settings.template.clone();
     let own = json!({
@@ -72,9 +74,9 @@ pub fn new_room_body(settings: &RoomSettings, name: &str, tag: &str, description
         "allow_guests": true,
         "pin": pin,
         "guest_pin": guest_pin,
-        "aliases": [{"alias": name}],
+        "aliases": [{"alias": name, "description": state.to_string()}],
         "tag": tag,
-        "description": description,
+        "description": "",
     });
     if let Value::Object(own) = own {
         body.extend(own);
@@ -108,9 +110,20 @@ impl ConstrainedConference {
             pin: Some(c.pin.clone()),
             guest_pin: c.guest_pin.clone(),
             tag: c.tag.clone(),
-            aliases: c.aliases.clone(),
+            aliases: callers_aliases(&c.aliases),
         }
     }
+}
+
+/// Aliases as callers see them: maxconf's state marker reads as an empty description.
+pub fn callers_aliases(aliases: &[Alias]) -> Vec<Alias> {
+    aliases
+        .iter()
+        .map(|a| Alias {
+            description: room_state::caller_view(&a.description).to_owned(),
+            ..a.clone()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -175,11 +188,16 @@ mod tests {
             max_age: Duration::from_secs(3600),
             persistent_prefixes: vec![],
         };
-        let body = new_room_body(&settings, "room1", "", "maxconf:pool:x");
+        let state = RoomState::created_now();
+        let body = new_room_body(&settings, "room1", "", state);
         assert_eq!(body["name"], "room1");
         assert_eq!(body["service_type"], "conference");
         assert_eq!(body["allow_guests"], true);
-        assert_eq!(body["aliases"], json!([{"alias": "room1"}]));
+        assert_eq!(
+            body["aliases"],
+            json!([{"alias": "room1", "description": state.to_string()}])
+        );
+        assert_eq!(body["description"], "");
         assert_eq!(body["pin"].as_str().unwrap().len(), 8);
         assert_eq!(body["host_view"], "one_main_zero_pips");
         assert_eq!(

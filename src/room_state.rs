@@ -147,8 +147,10 @@ mod tests {
     use time::macros::datetime;
 
     fn room(description: &str, alias_description: &str, tag: &str) -> Conference {
-        Conference::from_value(json!({"id": 1, "name": "r1", "tag": tag, "description": description,
-            "aliases": [{"id": 2, "alias": "r1", "description": alias_description}]}))
+        Conference::from_value(
+            json!({"id": 1, "name": "r1", "tag": tag, "description": description,
+            "aliases": [{"id": 2, "alias": "r1", "description": alias_description}]}),
+        )
         .unwrap()
     }
 
@@ -170,7 +172,13 @@ mod tests {
             RoomState::parse("maxconf:creating:2026-12-01T04:00:00Z"),
             Some(RoomState::Created(t))
         );
-        for bad in ["", "maxconf:", "maxconf:pool:", "maxconf:gone:2026-12-01T04:00:00Z", "x"] {
+        for bad in [
+            "",
+            "maxconf:",
+            "maxconf:pool:",
+            "maxconf:gone:2026-12-01T04:00:00Z",
+            "x",
+        ] {
             assert_eq!(RoomState::parse(bad), None, "{bad}");
         }
     }
@@ -199,7 +207,10 @@ mod tests {
             RoomKind::Unallocated(_)
         ));
         assert_eq!(classify(&room("", created, "t"), no), RoomKind::Unrecorded);
-        assert_eq!(classify(&room("", created, ""), |_| true), RoomKind::Persistent);
+        assert_eq!(
+            classify(&room("", created, ""), |_| true),
+            RoomKind::Persistent
+        );
         assert_eq!(caller_view(created), "");
         assert_eq!(caller_view("theirs"), "theirs");
     }

@@ -18,11 +18,12 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use url::Url;
 
+pub use crate::conference::{Alias, Conference};
 use crate::config::{PexipAuth, PexipSettings};
 use auth::{Credentials, OAuth};
-pub use crate::conference::{Alias, Conference};
 
 const CONFERENCE_PATH: &str = "/api/admin/configuration/v1/conference/";
+const ALIAS_PATH: &str = "/api/admin/configuration/v1/conference_alias/";
 const STATUS_CONFERENCE_PATH: &str = "/api/admin/status/v1/conference/";
 /// Rooms per page when listing everything.
 const LIST_PAGE_SIZE: &str = "500";
@@ -304,6 +305,18 @@ impl PexipClient {
 
     /// Deletes one conference. `NotFound` when it did not exist (a 404 after an ambiguous
     /// earlier try counts as deleted: that try did it).
+    /// PATCH of one alias (the `conference_alias` resource), where maxconf keeps room state.
+    pub async fn patch_alias(&self, alias_id: u64, body: &Value) -> Result<(), PexipError> {
+        let url = self.url(&format!("{ALIAS_PATH}{alias_id}/"));
+        let answer = self.execute(Method::PATCH, url, Some(body)).await?;
+        match answer.status {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(PexipError::NotFound),
+            StatusCode::BAD_REQUEST => Err(PexipError::Rejected(summarise_400(&answer.body))),
+            other => Err(status_error(other)),
+        }
+    }
+
     pub async fn delete_conference(&self, id: u64) -> Result<(), PexipError> {
         let answer = self
             .execute(Method::DELETE, self.object_url(id), None)

@@ -52,7 +52,7 @@ impl PooledRoom {
             pin: None,
             guest_pin: self.guest_pin.clone(),
             tag: tag.to_owned(),
-            aliases: self.aliases.clone(),
+            aliases: crate::room::callers_aliases(&self.aliases),
         }
     }
 }

@@ -24,4 +24,3 @@ pub async fn status(broker: &crate::broker::Broker) -> Result<PoolStatus, super:
         deletion_backlog: backlog?,
     })
 }
-

@@ -40,9 +40,9 @@ async fn create(
     let raw = single_param(query.as_deref().unwrap_or(""), "uuiData")?;
     let tag = uui::tag_from_uui(&raw, &state.broker.settings().uui)
         .map_err(|e| AppError::bad_request(e.rule(), e.to_string()))?;
+    // Runs to its end even if this request is dropped; the refill follows in the background.
     let handout = state.broker.create(&tag).await?;
     tracing::Span::current().record("room", handout.room.name.as_str());
-    state.broker.spawn_refill(&handout);
     Ok(Json(handout.room))
 }
 

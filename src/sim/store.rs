@@ -179,7 +179,11 @@ impl Store {
     }
 
     /// PATCH of one alias: only its `description` may change here (at most 250 characters).
-    pub fn patch_alias(&mut self, alias_id: u64, body: &Map<String, Value>) -> Result<(), WriteError> {
+    pub fn patch_alias(
+        &mut self,
+        alias_id: u64,
+        body: &Map<String, Value>,
+    ) -> Result<(), WriteError> {
         let mut errors = FieldErrors::new();
         for (field, value) in body {
             match (field.as_str(), value.as_str()) {
