@@ -20,7 +20,7 @@
 //! `CHAOS_CREATES=1000 cargo test --release --test chaos -- --nocapture` (about 4 minutes).
 //!
 //! A create killed, or cut off by the storage outage, while it holds a pool message leaves that
-//! message hidden for the create's lease (12 × `PEXIP_TIMEOUT_SECS` + 90 s). The long form waits
+//! message hidden for the create's lease (13 s with `PEXIP_TIMEOUT_SECS=1`). The long form waits
 //! for every hidden message to reappear. The short form moves the queue's clock instead: it stops
 //! Azurite, marks every hidden message visible in Azurite's saved database, and starts it again,
 //! which is what the leases running out would do. Either way every room is then checked exactly.
@@ -28,8 +28,14 @@
 //! Orphans (a refill killed between creating its room and enqueueing it, a create killed between
 //! deleting its message and its PATCH) are deleted by the maintainer only once older than
 //! warm-up + a create's lease + 60 s. Rather than wait that long, the suite moves the clock:
-//! when no message is hidden, it back-dates the `maxconf:pool:`/`maxconf:creating:` marker of
-//! every room not handed out by ten minutes (through Pexip's API) before the maintainer runs.
+//! when no message is hidden, it back-dates the `maxconf:created:` state (on the room's alias)
+//! of every room not handed out by ten minutes (through Pexip's API) before the maintainer runs.
+//!
+//! During the whole load the maintainer and the garbage collector are invoked every 1.5 s on
+//! alternate services, every 7th caller gives up after 400 ms, every 4th + 2 caller writes a
+//! marker-like description on its room and reads it back, the pool (40) is larger than one
+//! peek, and service 1 is stopped with SIGTERM while Pexip is slow: it must exit 0 after
+//! answering every request it had accepted.
 
 #[path = "../examples/support/azurite.rs"]
 mod azurite;
@@ -54,8 +60,8 @@ const POOL_QUEUE: &str = "chaos-pool";
 const DELETION_QUEUE: &str = "chaos-deletions";
 const SINK_USER: &str = "pexip-events";
 const SINK_PASSWORD: &str = "chaos-sink-password";
-/// Small enough that the maintainer's peek (32 messages) sees the whole pool.
-const POOL_SIZE: u32 = 12;
+/// Larger than one peek (32 messages): the maintainer must read the queue to its end.
+const POOL_SIZE: u32 = 40;
 const BASE_LATENCY: Duration = Duration::from_millis(10);
 
 /// What one create request came to.
@@ -69,6 +75,8 @@ enum Outcome {
     Unexpected(u16, String),
     /// No answer (the service was killed or was restarting).
     NoAnswer,
+    /// The client gave up before the answer (as APIM or a caller may).
+    GaveUp,
 }
 
 #[derive(Default)]
@@ -80,6 +88,11 @@ struct Record {
     ended: HashSet<String>,
     delete_statuses: BTreeMap<u16, usize>,
     event_statuses: BTreeMap<u16, usize>,
+    /// Descriptions callers wrote (marker-like on purpose) and how many read back as written.
+    descriptions_written: usize,
+    descriptions_read_back: usize,
+    /// Requests that service 1 accepted but never answered while it stopped on SIGTERM.
+    dropped_while_stopping: usize,
 }
 
 /// `CHAOS_CREATES` set: the long form.
@@ -134,14 +147,25 @@ async fn client(
 ) -> Outcome {
     let (uui, tag) = uui(i);
     let base = &bases[i % 2];
-    let answer = http
+    // Every 7th caller gives up after 400 ms, whatever the create is doing.
+    let mut request = http
         .post(format!("{base}/api/room/create?uuiData={uui}"))
-        .header("x-functions-key", "chaos")
-        .send()
-        .await;
+        .header("x-functions-key", "chaos");
+    if i % 7 == 3 {
+        request = request.timeout(Duration::from_millis(400));
+    }
+    let answer = request.send().await;
     let response = match answer {
         Ok(r) => r,
-        Err(_) => return Outcome::NoAnswer,
+        Err(e) if e.is_timeout() && i % 7 == 3 => return Outcome::GaveUp,
+        Err(e) => {
+            // Refused connections are fine while a service is down; a request it had
+            // accepted must be answered when it stops on SIGTERM.
+            if !e.is_connect() && i % 2 == 1 && STOPPING.load(Ordering::SeqCst) {
+                record.lock().unwrap().dropped_while_stopping += 1;
+            }
+            return Outcome::NoAnswer;
+        }
     };
     let status = response.status().as_u16();
     let body = response.text().await;
@@ -178,6 +202,35 @@ async fn client(
             *r.delete_statuses.entry(status).or_default() += 1;
             if status == 204 {
                 r.deleted.insert(name.clone());
+            }
+        } else if i % 4 == 2 {
+            // The caller writes a marker-like description on its room: it must come back as
+            // written and change nothing about how maxconf treats the room.
+            let description = "maxconf:pool:2020-01-01T00:00:00Z";
+            let patched = http
+                .patch(format!("{other}/api/room/{name}"))
+                .header("x-functions-key", "chaos")
+                .json(&json!({ "description": description }))
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
+            if matches!(patched, Ok(202)) {
+                let read = match http
+                    .get(format!(
+                        "{other}/api/room/{name}?constrained_attributes=false"
+                    ))
+                    .header("x-functions-key", "chaos")
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => r.json::<Value>().await.ok(),
+                    _ => None,
+                };
+                let mut r = record.lock().unwrap();
+                r.descriptions_written += 1;
+                if read.is_some_and(|body| body["description"] == description) {
+                    r.descriptions_read_back += 1;
+                }
             }
         } else if i % 4 == 1 {
             let event =
@@ -267,8 +320,9 @@ async fn maintain(http: &reqwest::Client, base: &str) -> Value {
     reply
 }
 
-/// Moves the marker of every room in the pool or left `creating` by a refill ten minutes back,
-/// past the orphan threshold (warm-up + a create's lease + 60 s), as if that time had passed.
+/// Moves the state of every room not handed out ten minutes back, past the orphan threshold
+/// (warm-up + a create's lease + 60 s), as if that time had passed. The state is on the
+/// room's own alias.
 async fn age_pool_rooms(http: &reqwest::Client, sim: &SimServer) -> usize {
     let then = (time::OffsetDateTime::now_utc() - Duration::from_secs(600))
         .replace_nanosecond(0)
@@ -277,33 +331,72 @@ async fn age_pool_rooms(http: &reqwest::Client, sim: &SimServer) -> usize {
         .unwrap();
     let mut aged = 0;
     for room in sim.sim.rooms() {
-        let description = room["description"].as_str().unwrap_or("");
+        let alias = &room["aliases"][0];
+        let state = alias["description"].as_str().unwrap_or("");
         let tag = room["tag"].as_str().unwrap_or("");
-        let Some(marker) = ["maxconf:creating:", "maxconf:pool:"]
-            .into_iter()
-            .find(|m| description.starts_with(m))
-        else {
-            continue;
-        };
-        if !tag.is_empty() {
+        if !state.starts_with("maxconf:created:") || !tag.is_empty() {
             continue;
         }
-        let id = room["id"].as_u64().unwrap();
+        let alias_id = alias["id"].as_u64().unwrap();
         let status = http
             .patch(format!(
-                "{}/api/admin/configuration/v1/conference/{id}/",
+                "{}/api/admin/configuration/v1/conference_alias/{alias_id}/",
                 sim.base_url()
             ))
             .basic_auth("chaos", Some("chaos"))
-            .json(&json!({"description": format!("{marker}{then}")}))
+            .json(&json!({"description": format!("maxconf:created:{then}")}))
             .send()
             .await
             .expect("patch the simulator")
             .status();
-        assert!(status.is_success(), "back-dating room {id}: {status}");
+        assert!(
+            status.is_success(),
+            "back-dating alias {alias_id}: {status}"
+        );
         aged += 1;
     }
     aged
+}
+
+/// Set while service 1 stops on SIGTERM.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The maintainer and the garbage collector, invoked every 1.5 s on alternate services for
+/// the whole load (far more often than their timers), until `stop`. Returns how many ran.
+async fn timers_meanwhile(
+    http: reqwest::Client,
+    bases: [String; 2],
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, usize) {
+    let mut runs = Vec::new();
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let base = bases[n % 2].clone();
+        let function = if n % 3 == 2 {
+            "function-room-gc"
+        } else {
+            "function-pool-maintain"
+        };
+        let http = http.clone();
+        runs.push(tokio::spawn(async move {
+            let body =
+                json!({"Data": {"timer": {}}, "Metadata": {"sys": {"MethodName": function}}});
+            http.post(format!("{base}/{function}"))
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let mut answered = 0;
+    for run in runs {
+        if let Ok(Ok(_)) = run.await {
+            answered += 1;
+        }
+    }
+    (n, answered)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -387,6 +480,25 @@ async fn the_books_balance_under_load_and_faults() {
             sim.drop_next(6);
             step(0.42, "Pexip slow: 1.5 s, beyond PEXIP_TIMEOUT_SECS=1").await;
             sim.set_latency(Duration::from_millis(1500));
+            step(
+                0.45,
+                "SIGTERM service 1 while Pexip is slow; start it again once stopped",
+            )
+            .await;
+            STOPPING.store(true, Ordering::SeqCst);
+            let s = services.clone();
+            let stopped = tokio::task::spawn_blocking(move || s.lock().unwrap()[1].terminate())
+                .await
+                .unwrap();
+            STOPPING.store(false, Ordering::SeqCst);
+            assert!(
+                stopped.is_some_and(|s| s.success()),
+                "SIGTERM: not a graceful exit: {stopped:?}"
+            );
+            let s = services.clone();
+            tokio::task::spawn_blocking(move || s.lock().unwrap()[1].start_again())
+                .await
+                .unwrap();
             step(0.48, "Pexip slow: 300 ms").await;
             sim.set_latency(Duration::from_millis(300));
             step(0.55, "Pexip latency back to 10 ms; 12 answers 500").await;
@@ -409,6 +521,14 @@ async fn the_books_balance_under_load_and_faults() {
             log
         })
     };
+
+    // The maintainer and GC, every 1.5 s on alternate services, during the whole load.
+    let timers_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timers = tokio::spawn(timers_meanwhile(
+        http.clone(),
+        bases.clone(),
+        timers_stop.clone(),
+    ));
 
     // Many concurrent clients: request i starts at i/creates of the run, 48 in flight at most.
     let record = Arc::new(Mutex::new(Record::default()));
@@ -433,6 +553,8 @@ async fn the_books_balance_under_load_and_faults() {
         record_outcomes.push(task.await.expect("client"));
     }
     let fault_log = faults.await.expect("fault schedule");
+    timers_stop.store(true, Ordering::SeqCst);
+    let (timer_runs, timer_answers) = timers.await.expect("timers");
     sim.sim.clear_faults();
     sim.sim.set_latency(Duration::ZERO);
     let record = {
@@ -444,7 +566,7 @@ async fn the_books_balance_under_load_and_faults() {
     // Settle: refills in flight land, messages leased by killed or cut-off creates reappear.
     settle(&sim, &pool).await;
     // A create killed or cut off while holding a message leaves it hidden for the lease
-    // (12 × PEXIP_TIMEOUT_SECS + 90 s). The long form waits that out and checks every room
+    // (13 s here). The long form waits that out and checks every room
     // exactly; the short form checks what it can see and bounds the rest by the hidden count.
     let lease_wait = if long_form() { 150 } else { 3 };
     let (mut texts, mut hidden) =
@@ -458,13 +580,7 @@ async fn the_books_balance_under_load_and_faults() {
             .unwrap();
         (texts, hidden) = all_messages(&pool, Instant::now() + Duration::from_secs(10)).await;
     }
-    // The maintainer judges orphans only when its peek sees the whole pool.
-    if texts.len() >= 32 {
-        println!(
-            "{} visible pool messages: more than the maintainer's peek sees",
-            texts.len()
-        );
-    }
+    println!("{} visible pool messages after the load", texts.len());
 
     // The maintainer, with the orphan threshold passed (only when no message is still hidden:
     // the queue's clock cannot be moved, and a hidden message would reappear only later).
@@ -481,7 +597,7 @@ async fn the_books_balance_under_load_and_faults() {
 
     // ---- the books ----
     let mut handed: HashMap<String, (u64, String)> = HashMap::new();
-    let (mut unavailable, mut no_answer) = (0, 0);
+    let (mut unavailable, mut no_answer, mut gave_up) = (0, 0, 0);
     let mut unexpected = Vec::new();
     for outcome in &record.outcomes {
         match outcome {
@@ -491,6 +607,7 @@ async fn the_books_balance_under_load_and_faults() {
             }
             Outcome::Unavailable => unavailable += 1,
             Outcome::NoAnswer => no_answer += 1,
+            Outcome::GaveUp => gave_up += 1,
             Outcome::Unexpected(s, body) => unexpected.push(format!("{s} {body}")),
         }
     }
@@ -564,16 +681,31 @@ async fn the_books_balance_under_load_and_faults() {
             detail.join(", ")
         ));
     }
-    if lost_answers.len() > no_answer {
+    if lost_answers.len() > no_answer + gave_up {
         problems.push(format!(
-            "{} rooms were tagged but handed to no client ({lost_answers:?}); only {no_answer} answers were lost",
-            lost_answers.len()
+            "{} rooms were tagged but handed to no client ({lost_answers:?}); only {} answers were lost",
+            lost_answers.len(),
+            no_answer + gave_up
+        ));
+    }
+    if record.descriptions_read_back != record.descriptions_written {
+        problems.push(format!(
+            "{} of {} callers' descriptions came back as written",
+            record.descriptions_read_back, record.descriptions_written
+        ));
+    }
+    if record.dropped_while_stopping > 0 {
+        problems.push(format!(
+            "{} requests accepted by service 1 got no answer when it stopped on SIGTERM",
+            record.dropped_while_stopping
         ));
     }
     let stats = sim.sim.stats();
     let summary = format!(
         "creates {creates}: {} handed out, {unavailable} unavailable (503), \
-         {no_answer} without an answer, {} unexpected\n\
+         {no_answer} without an answer, {gave_up} callers gave up, {} unexpected\n\
+         timers during the load: {timer_runs} invoked, {timer_answers} answered; \
+         descriptions written {} (read back as written {})\n\
          deletes {:?}, conference_ended {:?}\n\
          Pexip: {} rooms now, {} created, {} requests, {} injected faults, {} dropped connections\n\
          pool: {} visible messages, {hidden} hidden ({expired} leases run out by moving Azurite's clock); {aged} pooled and `creating` rooms back-dated; {} rooms with no visible message; \
@@ -582,6 +714,8 @@ async fn the_books_balance_under_load_and_faults() {
          maintain 1: {}\nmaintain 2: {}",
         handed.len(),
         unexpected.len(),
+        record.descriptions_written,
+        record.descriptions_read_back,
         record.delete_statuses,
         record.event_statuses,
         rooms.len(),

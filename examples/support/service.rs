@@ -92,6 +92,32 @@ impl Service {
         }
     }
 
+    /// SIGTERM, as a supervisor other than the Functions host stops a process: returns how it
+    /// exited (graceful: status 0 once its requests and background work are done).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts a stopped process again (after [`Self::terminate`]).
+    pub fn start_again(&mut self) {
+        self.launch();
+    }
+
     /// Starts the process again on the same port with the same settings.
     pub fn restart(&mut self) {
         self.kill();

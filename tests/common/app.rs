@@ -163,6 +163,24 @@ impl TestApp {
         got.into_iter().map(|m| m.text).collect()
     }
 
+    /// Polls until `n` messages are visible, and returns their texts: a create that did not
+    /// hand its room out returns it after its answer.
+    pub async fn wait_pool_texts(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let texts = self.pool_texts().await;
+            if texts.len() == n {
+                return texts;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} visible messages, expected {n}",
+                texts.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls until the pool holds `n` messages (the count includes invisible ones).
     pub async fn wait_pool_count(&self, n: u64) {
         let deadline = Instant::now() + Duration::from_secs(15);
