@@ -207,3 +207,93 @@ async fn dev_mode_serves_create_and_delete_with_nothing_else_running() {
         .unwrap();
     assert_eq!(again.status(), 404);
 }
+
+/// SIGTERM with a create in flight: no new connections, the create answered, its refill and
+/// handout record done, exit 0.
+#[tokio::test]
+async fn sigterm_finishes_creates_in_flight_then_exits_zero() {
+    let sim = Simulator::spawn(SimConfig::default()).await.unwrap();
+    let port = free_port();
+    let mut env = test_env(&sim.base_url());
+    env.insert("POOL_TARGET_SIZE".into(), "2".into());
+    let child = Command::new(BIN)
+        .env_clear()
+        .envs(&env)
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = Killed(child);
+    wait_until_up(port, &mut guard).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let filled = http
+        .post(format!("{base}/function-pool-maintain"))
+        .json(&serde_json::json!({"Data": {}, "Metadata": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(filled.status(), 200);
+    assert_eq!(sim.sim.room_count(), 2);
+
+    let hold = sim
+        .sim
+        .hold_next("PATCH", "/api/admin/configuration/v1/conference/");
+    let create = tokio::spawn({
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.post(format!("{base}/api/room/create?uuiData={SPEC_UUI}"))
+                .send()
+                .await
+        }
+    });
+    hold.arrived().await;
+    let pid = guard.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Stopping: new connections are refused while the create waits on Pexip.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hold.release();
+    let answer = create
+        .await
+        .unwrap()
+        .expect("the create in flight is answered");
+    assert_eq!(answer.status(), 200);
+    let room: Value = answer.json().await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = guard.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "maxconf did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    // The background work finished before the exit: the handout recorded, the refill made.
+    let stored = sim
+        .sim
+        .room_by_name(room["name"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        stored["aliases"][0]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("maxconf:allocated:"),
+        "{stored}"
+    );
+    assert_eq!(sim.sim.room_count(), 3);
+}

@@ -103,7 +103,7 @@ async fn reap_dry_run_lists_and_reap_deletes() {
     let out = maxconf(&env, &["reap", "--dry-run"]).await;
     assert!(out.status.success(), "{out:?}");
     assert!(
-        stdout(&out).contains("would delete 1 rooms: leak1 (leaked)"),
+        stdout(&out).contains("would settle 1 rooms: leak1 (leaked)"),
         "{out:?}"
     );
     assert_eq!(sim.sim.room_count(), 1);

@@ -12,7 +12,7 @@ use maxconf::pexip::{PexipClient, PexipError, RetryPolicy};
 use maxconf::secret::Secret;
 use maxconf::sim::{SimAuth, SimConfig, Simulator};
 use serde_json::{Value, json};
-use wiremock::matchers::{body_string_contains, header, method, path, query_param};
+use wiremock::matchers::{body_json, body_string_contains, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const CONF: &str = "/api/admin/configuration/v1/conference/";
@@ -91,7 +91,15 @@ async fn create_sends_the_exact_patch_with_basic_auth() {
         .and(path(format!("{CONF}90/")))
         .and(header("authorization", basic_header().as_str()))
         .and(header("content-type", "application/json"))
-        .and(body_string_contains(format!(r#""tag":"{SPEC_TAG}""#)))
+        .and(body_json(json!({ "tag": SPEC_TAG })))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&pexip)
+        .await;
+    // After the answer, the handout is recorded on the room's own alias.
+    Mock::given(method("PATCH"))
+        .and(path("/api/admin/configuration/v1/conference_alias/1090/"))
+        .and(header("authorization", basic_header().as_str()))
         .and(body_string_contains(r#""description":"maxconf:allocated:"#))
         .respond_with(ResponseTemplate::new(202))
         .expect(1)
@@ -111,15 +119,6 @@ async fn create_sends_the_exact_patch_with_basic_auth() {
         .respond_with(ResponseTemplate::new(200).set_body_json(conference(91, "newroom")))
         .mount(&pexip)
         .await;
-    // Once its message is sent, the new room is marked pooled.
-    Mock::given(method("PATCH"))
-        .and(path(format!("{CONF}91/")))
-        .and(body_string_contains(r#""description":"maxconf:pool:"#))
-        .respond_with(ResponseTemplate::new(202))
-        .expect(1)
-        .mount(&pexip)
-        .await;
-
     let response = app.create(SPEC_UUI).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -132,12 +131,9 @@ async fn create_sends_the_exact_patch_with_basic_auth() {
         .await
         .unwrap()
         .iter()
-        .any(|r| r.method.as_str() == "PATCH" && r.url.path() == format!("{CONF}91/"))
+        .any(|r| r.method.as_str() == "PATCH" && r.url.path().contains("conference_alias"))
     {
-        assert!(
-            Instant::now() < deadline,
-            "the new room was never marked pooled"
-        );
+        assert!(Instant::now() < deadline, "the handout was never recorded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -150,14 +146,21 @@ async fn create_sends_the_exact_patch_with_basic_auth() {
     let name = sent["name"].as_str().unwrap();
     assert_eq!(sent["service_type"], "conference");
     assert_eq!(sent["allow_guests"], true);
-    assert_eq!(sent["aliases"], json!([{"alias": name}]));
-    assert_eq!(sent["tag"], "");
+    assert_eq!(sent["aliases"][0]["alias"], name);
     assert!(
-        sent["description"]
+        sent["aliases"][0]["description"]
             .as_str()
             .unwrap()
-            .starts_with("maxconf:creating:")
+            .starts_with("maxconf:created:")
     );
+    assert_eq!(sent["tag"], "");
+    assert_eq!(sent["description"], "");
+    // Three Pexip calls per room handed out and replaced, plus the record: no pooled mark.
+    let patches = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "PATCH")
+        .count();
+    assert_eq!(patches, 2, "{requests:?}");
     assert_eq!(sent["pin"].as_str().unwrap().len(), 6);
     assert_ne!(sent["pin"], sent["guest_pin"]);
     for r in &requests {
