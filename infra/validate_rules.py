@@ -161,6 +161,11 @@ for block in re.findall(r"resource \w+ 'Microsoft\.Authorization/roleAssignments
 main_account = resource(storage, "main")
 check("allowSharedKeyAccess: false" in main_account, "storage.bicep: the queues' account must refuse shared keys (no key or SAS path to the pool)")
 
+# The README deploys through infra/deploy.sh (the content shares), never the bare az command.
+readme = text("README.md")
+check("infra/deploy.sh rg-" in readme and "az deployment group create -g" not in readme,
+      "README.md: deploy with infra/deploy.sh, not a bare az deployment group create (content shares)")
+
 if problems:
     sys.exit("validate: deployment rules broken:\n  - " + "\n  - ".join(problems))
 print("  ok: setting names, slot-sticky TIMERS_ENABLED, content shares, APIM APIs and policies, "

@@ -321,3 +321,22 @@ async fn kql_reads_only_fields_and_values_the_binary_prints() {
     }
     assert!(checked > 20, "{checked} checks");
 }
+
+/// TIMERS_ENABLED covers every timer: the handler's list is exactly the function folders with a
+/// `timerTrigger`, so a new timer cannot run on the staging slot unnoticed.
+#[test]
+fn every_timer_function_is_covered_by_timers_enabled() {
+    let timers: BTreeSet<String> = function_names()
+        .into_iter()
+        .filter(|name| {
+            std::fs::read_to_string(Path::new(ROOT).join(name).join("function.json"))
+                .unwrap()
+                .contains("\"timerTrigger\"")
+        })
+        .collect();
+    let handled: BTreeSet<String> = maxconf::routes::invoke::TIMER_FUNCTIONS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    assert_eq!(timers, handled);
+}
