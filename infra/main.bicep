@@ -1,11 +1,13 @@
 // maxconf: everything one environment needs, in one resource group.
 //
-//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json \
-//     -p pexipOAuthPrivateKey=@<key file> eventSinkPassword=<…> functionKey=<…>
+//   infra/deploy.sh <rg> -p pexipOAuthPrivateKey=@<key file> eventSinkPassword=<…> functionKey=<…>
+// (deploy.sh passes the content share each slot runs from now; see productionContentShare.)
 //
 // Modules: identity (two user-assigned identities), monitoring (Log Analytics + Application
 // Insights), storage (host + queues account, content-share account), keyvault (secrets + roles),
-// functionapp (Elastic Premium plan, app, staging slot), apim (gateway, API, policy, product).
+// functionapp (Elastic Premium plan, app, staging slot), apim (gateway, private API with its
+// product and key, keyless public and health APIs, policies), alerts (log alert rules),
+// workbook (operators' charts).
 
 targetScope = 'resourceGroup'
 
@@ -43,6 +45,12 @@ param zoneRedundant bool = false
 
 @description('Storage redundancy of the host + queues account.')
 param storageSku string = 'Standard_ZRS'
+
+@description('Content share the production slot runs from now. WEBSITE_CONTENTSHARE is not slot-sticky, so every swap exchanges the two: infra/deploy.sh reads the current values and passes them here; the defaults are for the first deployment only.')
+param productionContentShare string = 'content-production'
+
+@description('Content share the staging slot runs from now (see productionContentShare).')
+param stagingContentShare string = 'content-staging'
 
 @description('Allow SCM basic-auth publishing (see README, Deploy: publishing).')
 param scmBasicAuth bool = false
@@ -163,6 +171,24 @@ param logFormat string = 'json'
 @description('RUST_LOG filter.')
 param rustLog string = 'info'
 
+// ---------------------------------------------------------------- alerts
+@description('Email address alerts go to; empty: alert rules without notification (portal only).')
+param alertEmail string = ''
+
+@description('The pool alert fires when every metrics run in 15 minutes saw fewer available rooms than this share (percent) of poolTargetSize.')
+@minValue(1)
+@maxValue(100)
+param poolLowPercent int = 30
+
+@description('Create 5xx share (percent, outside-service-hours 503 excluded) that fires an alert.')
+@minValue(1)
+@maxValue(100)
+param create5xxPercent int = 5
+
+@description('Create p95 latency (ms) that fires an alert.')
+@minValue(100)
+param createP95Ms int = 5000
+
 // ---------------------------------------------------------------- APIM
 @description('Host key "apim" of the Function App, sent by APIM as x-functions-key; stored in Key Vault. Required on the first deployment (e.g. openssl rand -base64 48); empty keeps the stored key.')
 @secure()
@@ -200,8 +226,6 @@ var names = {
   // ("<app>-staging") must differ from production's.
   app: 'func-${namePrefix}-${suffix}'
   apim: 'apim-${namePrefix}-${suffix}'
-  productionShare: 'content-production'
-  stagingShare: 'content-staging'
 }
 var allTags = union({
   application: 'maxconf'
@@ -239,8 +263,8 @@ module storage 'modules/storage.bicep' = {
     poolQueueName: poolQueueName
     deletionQueueName: deletionQueueName
     contentShareNames: [
-      names.productionShare
-      names.stagingShare
+      productionContentShare
+      stagingContentShare
     ]
     appPrincipalId: identity.outputs.appPrincipalId
     skuName: storageSku
@@ -422,13 +446,37 @@ module functionApp 'modules/functionapp.bicep' = {
     identityClientId: identity.outputs.appClientId
     storageAccountName: storage.outputs.mainAccountName
     contentConnectionReference: contentConnectionReference
-    productionContentShare: names.productionShare
-    stagingContentShare: names.stagingShare
+    productionContentShare: productionContentShare
+    stagingContentShare: stagingContentShare
     appInsightsConnectionString: monitoring.outputs.connectionString
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
     maxconfSettings: maxconfSettings
     functionKey: functionKey
     scmBasicAuth: scmBasicAuth
+    tags: allTags
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    namePrefix: namePrefix
+    appInsightsId: monitoring.outputs.appInsightsId
+    poolTargetSize: poolTargetSize
+    poolLowPercent: poolLowPercent
+    create5xxPercent: create5xxPercent
+    createP95Ms: createP95Ms
+    alertEmail: alertEmail
+    tags: allTags
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    appInsightsId: monitoring.outputs.appInsightsId
     tags: allTags
   }
 }
@@ -461,6 +509,7 @@ output stagingSlotHostName string = functionApp.outputs.stagingHostName
 output apimName string = apim.outputs.apimName
 output apimGatewayUrl string = apim.outputs.gatewayUrl
 output apimSubscriptionName string = apim.outputs.subscriptionName
+output publicRoomUrlPrefix string = '${apim.outputs.gatewayUrl}/${empty(apimApiPath) ? '' : '${apimApiPath}/'}public/room/'
 output eventSinkUrl string = '${apim.outputs.gatewayUrl}/${empty(apimApiPath) ? '' : '${apimApiPath}/'}public/event_sink'
 output keyVaultName string = keyvault.outputs.keyVaultName
 output storageAccountName string = storage.outputs.mainAccountName

@@ -7,7 +7,15 @@
 #   3. infra/openapi.yaml is a valid OpenAPI 3.0 document (openapi-spec-validator);
 #   4. infra/main.parameters.json is JSON and names only parameters main.bicep declares;
 #   5. infra/policies/*.xml are well-formed XML (APIM rawxml: @(...) expressions aside);
-#   6. the shell scripts of infra/ and the package scripts pass shellcheck (required when CI=true).
+#   6. the shell scripts of infra/, the package scripts and scripts/smoke.sh pass shellcheck
+#      (required when CI=true);
+#   7. the deployment rules of infra/validate_rules.py (setting names, slot-sticky TIMERS_ENABLED,
+#      content shares, the three APIM APIs and their policies, host.json sampling, the alert and
+#      workbook KQL files, queue access for the app's identity only) and
+#      infra/openapi-private.json = infra/openapi.yaml without the public paths;
+#   8. infra/deploy.sh, against a stand-in `az` reporting swapped slots, passes the content share
+#      each slot runs from now (not the template's defaults).
+# The smoke script itself runs against `maxconf dev` in `cargo test --test deployment`.
 #
 # Tools: requirements-infra.txt. Uses .venv-infra/ at the repository root if it exists, else
 # whatever python3 / checkov are on PATH:
@@ -29,7 +37,7 @@ fi
 mapfile -t bicep_files < <(cd "$infra" && find . -name '*.bicep' -type f | sed 's|^\./||' | sort)
 (( ${#bicep_files[@]} > 0 )) || { echo "validate: no .bicep files under infra/" >&2; exit 1; }
 
-echo "== 1/6 pycep-parser: ${#bicep_files[@]} Bicep files"
+echo "== 1/8 pycep-parser: ${#bicep_files[@]} Bicep files"
 "$py" - "$infra" "${bicep_files[@]}" <<'PY'
 import sys
 from pathlib import Path
@@ -51,7 +59,7 @@ if failed:
     sys.exit(f"validate: {failed} Bicep file(s) do not parse")
 PY
 
-echo "== 2/6 checkov (bicep)"
+echo "== 2/8 checkov (bicep)"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 # The findings, compact, on the console (any finding fails the build below).
@@ -101,25 +109,27 @@ if problems:
     sys.exit("validate: " + "; ".join(problems))
 PY
 
-echo "== 3/6 openapi-spec-validator: infra/openapi.yaml"
-"$py" - "$infra/openapi.yaml" <<'PY'
+echo "== 3/8 openapi-spec-validator: infra/openapi.yaml, infra/openapi-private.json"
+"$py" - "$infra/openapi.yaml" "$infra/openapi-private.json" <<'PY'
 import sys
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
-spec, _ = read_from_filename(sys.argv[1])
-if not str(spec.get("openapi", "")).startswith("3.0"):
-    sys.exit("validate: openapi.yaml must be OpenAPI 3.0.x (APIM imports 3.0)")
-try:
-    validate(spec)
-except Exception as e:  # the validator's message names the failing path; the schema dump is noise
-    message = str(e).split("\n\nFailed validating")[0]
-    sys.exit(f"validate: openapi.yaml is not valid OpenAPI: {message[:800]}")
-ops = sum(1 for p in spec["paths"].values() for m in p if m in {"get", "put", "post", "patch", "delete"})
-print(f"  ok: OpenAPI {spec['openapi']}, {len(spec['paths'])} paths, {ops} operations")
+for path in sys.argv[1:]:
+    name = path.split("/infra/")[-1]
+    spec, _ = read_from_filename(path)
+    if not str(spec.get("openapi", "")).startswith("3.0"):
+        sys.exit(f"validate: {name} must be OpenAPI 3.0.x (APIM imports 3.0)")
+    try:
+        validate(spec)
+    except Exception as e:  # the validator's message names the failing path; the schema dump is noise
+        message = str(e).split("\n\nFailed validating")[0]
+        sys.exit(f"validate: {name} is not valid OpenAPI: {message[:800]}")
+    ops = sum(1 for p in spec["paths"].values() for m in p if m in {"get", "put", "post", "patch", "delete"})
+    print(f"  ok: {name}: OpenAPI {spec['openapi']}, {len(spec['paths'])} paths, {ops} operations")
 PY
 
-echo "== 4/6 main.parameters.json"
+echo "== 4/8 main.parameters.json"
 "$py" - "$infra/main.parameters.json" "$infra/main.bicep" <<'PY'
 import json, sys
 from pathlib import Path
@@ -135,21 +145,22 @@ required = sorted(n for n, p in declared.items() if "default" not in p and n not
 print(f"  ok: {len(params)} parameters; left to the command line: {required or 'none'}")
 PY
 
-echo "== 5/6 APIM policies"
+echo "== 5/8 APIM policies"
 "$py" - "$infra"/policies/*.xml <<'PY'
 import re, sys
 import xml.etree.ElementTree as ET
 for path in sys.argv[1:]:
     text = open(path).read()
     # rawxml allows policy expressions with bare quotes in attributes; blank them for the check.
-    text = re.sub(r'"@\((?:[^()]|\([^()]*\))*\)"', '"expr"', text)
+    text = re.sub(r'"@\(.*?\)"(?=[\s/>])', '"expr"', text)
     ET.fromstring(text)
     print(f"  ok: {path.split('/infra/')[-1]}")
 PY
 
-echo "== 6/6 shellcheck: infra/ scripts, scripts/package.sh, scripts/test-package.sh"
-# infra/'s scripts and the package scripts (other scripts/ files are checked by their owners).
-mapfile -t scripts < <(find "$infra" -name '*.sh' -type f | sort; ls "$root/scripts/package.sh" "$root/scripts/test-package.sh")
+echo "== 6/8 shellcheck: infra/ scripts, scripts/package.sh, scripts/test-package.sh, scripts/smoke.sh"
+# infra/'s scripts, the package scripts and the smoke test (other scripts/ files are checked by
+# their owners).
+mapfile -t scripts < <(find "$infra" -name '*.sh' -type f | sort; ls "$root/scripts/package.sh" "$root/scripts/test-package.sh" "$root/scripts/smoke.sh")
 if command -v shellcheck >/dev/null 2>&1; then
     shellcheck "${scripts[@]}"
     echo "  ok: ${#scripts[@]} scripts"
@@ -159,5 +170,28 @@ elif [[ "${CI:-}" == "true" ]]; then
 else
     echo "  skipped: shellcheck is not installed (CI requires it)"
 fi
+
+echo "== 7/8 deployment rules"
+"$py" "$infra/validate_rules.py"
+"$py" "$infra/openapi_private.py" --check
+
+echo "== 8/8 infra/deploy.sh keeps each slot's content share"
+fake="$out/fake-az"
+mkdir -p "$fake"
+# Production runs from content-staging after one swap; a redeployment must keep it there.
+cat >"$fake/az" <<'AZ'
+#!/usr/bin/env bash
+case "$*" in
+  "functionapp list"*) echo "func-maxconf-test" ;;
+  *"appsettings list"*"--slot staging"*) echo "content-production" ;;
+  *"appsettings list"*) echo "content-staging" ;;
+  *) echo "unexpected az call: $*" >&2; exit 1 ;;
+esac
+AZ
+chmod +x "$fake/az"
+deployed="$(PATH="$fake:$PATH" MAXCONF_DEPLOY_DRY_RUN=1 bash "$infra/deploy.sh" rg-test)"
+grep -q -- "productionContentShare=content-staging stagingContentShare=content-production" <<<"$deployed" \
+    || { echo "validate: infra/deploy.sh did not pass the current content shares: $deployed" >&2; exit 1; }
+echo "  ok: swapped slots keep their shares on redeployment"
 
 echo "validate: infra OK"

@@ -144,6 +144,9 @@ pub struct Settings {
     pub event_sink: Option<EventSinkCredentials>,
     pub genesys: GenesysSettings,
     pub log_format: LogFormat,
+    /// `TIMERS_ENABLED`: false on a staging slot, whose timer runs would act on production's
+    /// queues and Pexip. Timer invocations are then logged no-ops.
+    pub timers_enabled: bool,
 }
 
 /// Fields the service sets itself on a new room; `ROOM_TEMPLATE` may not override them.
@@ -333,6 +336,8 @@ impl Settings {
             _ => return Err(ConfigError::new("LOG_FORMAT", "must be `text` or `json`")),
         };
 
+        let timers_enabled = env.boolean("TIMERS_ENABLED", true)?;
+
         Ok(Self {
             port,
             pool,
@@ -343,6 +348,7 @@ impl Settings {
             event_sink,
             genesys,
             log_format,
+            timers_enabled,
         })
     }
 }
@@ -442,6 +448,20 @@ impl Env<'_> {
         Ok(value)
     }
 
+    /// `true` or `false` (any case); anything else is rejected rather than guessed.
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self
+            .get(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(_) => Err(ConfigError::new(name, "must be `true` or `false`")),
+        }
+    }
+
     fn list_or(&self, name: &str, default: &str) -> Result<Vec<String>, ConfigError> {
         Ok(self
             .string_or(name, default)?
@@ -534,6 +554,21 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Text);
         assert!(s.event_sink.is_none());
         assert!(s.port.is_none());
+        assert!(s.timers_enabled);
+    }
+
+    #[test]
+    fn timers_enabled_reads_true_and_false_only() {
+        for (raw, expected) in [
+            ("false", false),
+            ("FALSE", false),
+            ("true", true),
+            (" True ", true),
+        ] {
+            let mut vars = base();
+            vars.insert("TIMERS_ENABLED".into(), raw.into());
+            assert_eq!(load(&vars).unwrap().timers_enabled, expected, "{raw}");
+        }
     }
 
     #[test]
@@ -599,6 +634,8 @@ mod tests {
             ),
             (&[("UUI_ALLOWED_HOSTS", " , ")], &[], "UUI_ALLOWED_HOSTS"),
             (&[("LOG_FORMAT", "xml")], &[], "LOG_FORMAT"),
+            (&[("TIMERS_ENABLED", "0")], &[], "TIMERS_ENABLED"),
+            (&[("TIMERS_ENABLED", "no")], &[], "TIMERS_ENABLED"),
             (
                 &[("FUNCTIONS_CUSTOMHANDLER_PORT", "99999")],
                 &[],

@@ -112,13 +112,21 @@ struct Problem<'a> {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let kind = format!("urn:maxconf:problem:{}", self.rule());
+        // `status` and `problem` on every line: the alerts and the workbook (infra/monitoring)
+        // count errors by problem type from these lines.
+        let code = status.as_u16();
         match &self {
-            Self::Internal(_) => tracing::error!(error = %self, "request failed"),
-            Self::Unavailable { .. } => tracing::warn!(error = %self, "request failed"),
-            _ => tracing::info!(status = status.as_u16(), detail = %self, "request rejected"),
+            Self::Internal(_) => {
+                tracing::error!(status = code, problem = %kind, error = %self, "request failed")
+            }
+            Self::Unavailable { .. } => {
+                tracing::warn!(status = code, problem = %kind, error = %self, "request failed")
+            }
+            _ => tracing::info!(status = code, problem = %kind, detail = %self, "request rejected"),
         }
         let body = Problem {
-            kind: format!("urn:maxconf:problem:{}", self.rule()),
+            kind,
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: self.public_detail(),

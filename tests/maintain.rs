@@ -492,3 +492,46 @@ async fn pool_status_reports_size_target_and_backlog() {
         json!({"queue": app.pool.name(), "available": 3, "target": 7, "deletion_backlog": 1})
     );
 }
+
+/// A staging slot (`TIMERS_ENABLED=false`) shares production's queues and Pexip: every timer
+/// run must succeed without touching either, and say why in the invocation's log.
+#[tokio::test]
+async fn timers_disabled_are_logged_no_ops() {
+    let sim = sim().await;
+    let app = TestApp::spawn_with(
+        &sim.base_url(),
+        &[("TIMERS_ENABLED", "false"), ("POOL_TARGET_SIZE", "3")],
+    )
+    .await;
+    sim.sim.clear_request_log();
+    for function in [
+        "function-pool-maintain",
+        "function-room-gc",
+        "function-metrics",
+    ] {
+        let (status, reply) = invoke(&app, function).await;
+        assert_eq!(status, 200, "{function}: {reply}");
+        let text = logs(&reply);
+        assert!(
+            text.contains("timer run skipped: TIMERS_ENABLED=false"),
+            "{function}: {text}"
+        );
+        assert!(!text.contains("metric "), "{function}: {text}");
+    }
+    assert!(
+        sim.sim.request_log().is_empty(),
+        "no Pexip call: {:?}",
+        sim.sim.request_log()
+    );
+    assert_eq!(sim.sim.room_count(), 0, "the maintainer did not top up");
+    assert!(app.pool_texts().await.is_empty(), "nothing enqueued");
+    // Unknown names stay 404 whatever the setting.
+    let response = app
+        .http
+        .post(format!("{}/function-nope", app.base))
+        .json(&json!({"Data": {}, "Metadata": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+}

@@ -1,7 +1,12 @@
-// API Management in front of the Function App: the API imported from infra/openapi.yaml (paths
-// without the Functions /api prefix), a backend that adds x-functions-key from a Key Vault-backed
-// secret named value, and the API policy in infra/policies/api.xml (subscription key + validate-jwt
-// on private operations; public operations passed through to the function's own checks).
+// API Management in front of the Function App, as three APIs, because APIM requires a
+// subscription key per API (or product), never per operation:
+//  - "maxconf" (private, subscription key required): imported from infra/openapi-private.json
+//    (infra/openapi.yaml without the public paths), policy infra/policies/api.xml (validate-jwt
+//    401, app role 403, key stripped);
+//  - "maxconf-public" (keyless, path "public"): the Genesys lookup and the Pexip event sink,
+//    policy infra/policies/public.xml (rate-limit-by-key; the function checks the credentials);
+//  - "maxconf-health" (keyless, path "health"): GET /health, policy infra/policies/health.xml.
+// Backends add x-functions-key from a Key Vault-backed secret named value.
 
 param location string
 param apimName string
@@ -42,6 +47,8 @@ param requiredRole string = 'Rooms.Manage'
 
 param tags object = {}
 
+var isV2 = endsWith(sku, 'V2')
+
 resource apim 'Microsoft.ApiManagement/service@2023-09-01-preview' = {
   //checkov:skip=CKV_AZURE_107: no virtual network: the gateway is the public entry point for IDIM, Genesys and Pexip's event sink
   //checkov:skip=CKV_AZURE_174: as CKV_AZURE_107: public access is the purpose of this gateway
@@ -61,8 +68,10 @@ resource apim 'Microsoft.ApiManagement/service@2023-09-01-preview' = {
   properties: {
     publisherEmail: publisherEmail
     publisherName: publisherName
-    // TLS 1.2+ only, no legacy ciphers, on both sides.
-    customProperties: {
+    // TLS 1.2+ only, no legacy ciphers, on both sides: on the classic tiers only. The v2 tiers
+    // do not support changing the protocol and cipher configuration (Microsoft: "Manage
+    // protocols and ciphers in Azure API Management"); their defaults are TLS 1.2+ already.
+    customProperties: isV2 ? {} : {
       'Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Tls10': 'false'
       'Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Tls11': 'false'
       'Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Ssl30': 'false'
@@ -151,8 +160,33 @@ resource backend 'Microsoft.ApiManagement/service/backends@2023-09-01-preview' =
   ]
 }
 
-// Subscription keys are enforced by the API policy for private operations only (APIM can only
-// require them per API or product), so the API itself does not require one.
+resource publicBackend 'Microsoft.ApiManagement/service/backends@2023-09-01-preview' = {
+  parent: apim
+  name: 'maxconf-function-public'
+  properties: {
+    description: 'maxconf Function App (production slot), public routes'
+    protocol: 'http'
+    url: 'https://${functionHostName}/api/public'
+    credentials: {
+      header: {
+        'x-functions-key': [
+          '{{maxconf-function-key}}'
+        ]
+      }
+    }
+    tls: {
+      validateCertificateChain: true
+      validateCertificateName: true
+    }
+  }
+  dependsOn: [
+    functionKey
+  ]
+}
+
+// The private operations: a subscription key is required by APIM itself. (With
+// subscriptionRequired: false APIM does not resolve a key, context.Subscription stays null, and a
+// policy cannot require one per operation.)
 resource api 'Microsoft.ApiManagement/service/apis@2023-09-01-preview' = {
   //checkov:skip=CKV_AZURE_215: HTTPS only: protocols is set to https below; checkov's check does not read the imported API
   parent: apim
@@ -163,15 +197,112 @@ resource api 'Microsoft.ApiManagement/service/apis@2023-09-01-preview' = {
     protocols: [
       'https'
     ]
-    subscriptionRequired: false
+    subscriptionRequired: true
     subscriptionKeyParameterNames: {
       header: 'Ocp-Apim-Subscription-Key'
       query: 'subscription-key'
     }
     serviceUrl: 'https://${functionHostName}/api'
-    format: 'openapi'
-    value: loadTextContent('../openapi.yaml')
+    format: 'openapi+json'
+    value: loadTextContent('../openapi-private.json')
+    // Keep required query parameters (uuiData, confirm) as query parameters: translated into
+    // template parameters (the default, 'template'), a request without one would miss the
+    // operation and get APIM's 404 instead of the function's 400.
+    translateRequiredQueryParameters: 'query'
   }
+}
+
+// The Genesys lookup and the Pexip event sink: no key (callers cannot send one), rate-limited.
+resource publicApi 'Microsoft.ApiManagement/service/apis@2023-09-01-preview' = {
+  //checkov:skip=CKV_AZURE_215: HTTPS only: protocols is set to https below
+  parent: apim
+  name: 'maxconf-public'
+  properties: {
+    displayName: 'MaxConf public operations (Genesys agent lookup, Pexip event sink)'
+    path: empty(apiPath) ? 'public' : '${apiPath}/public'
+    protocols: [
+      'https'
+    ]
+    subscriptionRequired: false
+    serviceUrl: 'https://${functionHostName}/api/public'
+  }
+}
+
+resource publicRoomOperation 'Microsoft.ApiManagement/service/apis/operations@2023-09-01-preview' = {
+  parent: publicApi
+  name: 'getRoomPublic'
+  properties: {
+    displayName: 'Look a room up (Genesys agent widget)'
+    method: 'GET'
+    urlTemplate: '/room/{room_name}'
+    templateParameters: [
+      {
+        name: 'room_name'
+        type: 'string'
+        required: true
+      }
+    ]
+  }
+}
+
+resource eventSinkOperation 'Microsoft.ApiManagement/service/apis/operations@2023-09-01-preview' = {
+  parent: publicApi
+  name: 'pexipEventSink'
+  properties: {
+    displayName: 'Pexip Management Node event sink'
+    method: 'POST'
+    urlTemplate: '/event_sink'
+  }
+}
+
+resource publicPolicy 'Microsoft.ApiManagement/service/apis/policies@2023-09-01-preview' = {
+  parent: publicApi
+  name: 'policy'
+  properties: {
+    format: 'rawxml'
+    value: loadTextContent('../policies/public.xml')
+  }
+  dependsOn: [
+    publicBackend
+  ]
+}
+
+// GET /health, anonymous by contract.
+resource healthApi 'Microsoft.ApiManagement/service/apis@2023-09-01-preview' = {
+  //checkov:skip=CKV_AZURE_215: HTTPS only: protocols is set to https below
+  parent: apim
+  name: 'maxconf-health'
+  properties: {
+    displayName: 'MaxConf health'
+    path: empty(apiPath) ? 'health' : '${apiPath}/health'
+    protocols: [
+      'https'
+    ]
+    subscriptionRequired: false
+    serviceUrl: 'https://${functionHostName}/api'
+  }
+}
+
+resource healthOperation 'Microsoft.ApiManagement/service/apis/operations@2023-09-01-preview' = {
+  parent: healthApi
+  name: 'health'
+  properties: {
+    displayName: 'Health'
+    method: 'GET'
+    urlTemplate: '/'
+  }
+}
+
+resource healthPolicy 'Microsoft.ApiManagement/service/apis/policies@2023-09-01-preview' = {
+  parent: healthApi
+  name: 'policy'
+  properties: {
+    format: 'rawxml'
+    value: loadTextContent('../policies/health.xml')
+  }
+  dependsOn: [
+    backend
+  ]
 }
 
 resource apiPolicy 'Microsoft.ApiManagement/service/apis/policies@2023-09-01-preview' = {

@@ -1,6 +1,6 @@
 // The Linux Function App running maxconf as a custom handler, on an Elastic Premium plan, with a
-// `staging` slot for swap releases. Both slots get the same app settings except the ones marked
-// sticky below (content share, disabled timers on staging).
+// `staging` slot for swap releases. Both slots get the same app settings except their content
+// share and TIMERS_ENABLED (sticky: false on staging).
 
 param location string
 param planName string
@@ -38,7 +38,7 @@ param storageAccountName string
 @description('Key Vault reference for the content share connection string (WEBSITE_CONTENTAZUREFILECONNECTIONSTRING).')
 param contentConnectionReference string
 
-@description('Content share of the production slot and of the staging slot.')
+@description('Content share each slot runs from now (not slot-sticky: a swap exchanges them; infra/deploy.sh reads them back).')
 param productionContentShare string
 param stagingContentShare string
 
@@ -56,13 +56,6 @@ param functionKey string = ''
 param scmBasicAuth bool = false
 
 param tags object = {}
-
-// Timer functions run in the production slot only: staging shares the queues and Pexip.
-var timerFunctions = [
-  'function-pool-maintain'
-  'function-room-gc'
-  'function-metrics'
-]
 
 var hostSettings = [
   {
@@ -110,22 +103,21 @@ var hostSettings = [
   }
 ]
 
+// Per slot. WEBSITE_CONTENTSHARE is NOT slot-sticky (Microsoft: "Don't make WEBSITE_CONTENTSHARE
+// a slot setting"): it travels with the code on a swap, so each slot's value is whatever the
+// last swap left there. main.bicep's caller (infra/deploy.sh) reads the current values and passes
+// them back, so redeploying never points production at the other slot's share.
+// TIMERS_ENABLED is slot-sticky: the staging slot shares production's queues and Pexip, so its
+// timer runs are logged no-ops. (Not AzureWebJobs.<function>.Disabled: the function names have
+// hyphens, which App Service on Linux does not take in a setting name.)
 var productionSettings = concat(hostSettings, maxconfSettings, [
   {
     name: 'WEBSITE_CONTENTSHARE'
     value: productionContentShare
   }
   {
-    name: 'AzureWebJobs.${timerFunctions[0]}.Disabled'
-    value: 'false'
-  }
-  {
-    name: 'AzureWebJobs.${timerFunctions[1]}.Disabled'
-    value: 'false'
-  }
-  {
-    name: 'AzureWebJobs.${timerFunctions[2]}.Disabled'
-    value: 'false'
+    name: 'TIMERS_ENABLED'
+    value: 'true'
   }
 ])
 
@@ -135,16 +127,8 @@ var stagingSettings = concat(hostSettings, maxconfSettings, [
     value: stagingContentShare
   }
   {
-    name: 'AzureWebJobs.${timerFunctions[0]}.Disabled'
-    value: 'true'
-  }
-  {
-    name: 'AzureWebJobs.${timerFunctions[1]}.Disabled'
-    value: 'true'
-  }
-  {
-    name: 'AzureWebJobs.${timerFunctions[2]}.Disabled'
-    value: 'true'
+    name: 'TIMERS_ENABLED'
+    value: 'false'
   }
 ])
 
@@ -199,8 +183,10 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
       http20Enabled: true
       minimumElasticInstanceCount: minimumInstances
       functionAppScaleLimit: maximumElasticWorkerCount
-      // No platform health check: GET /api/health answers 503 whenever Pexip is off (outside
-      // service hours, by design), and the platform would then replace healthy instances.
+      // No healthCheckPath, on purpose: GET /api/health reports storage and Pexip, which every
+      // instance shares; a Pexip or storage outage would fail it on all instances at once and
+      // the platform would recycle them all, fixing nothing. The host already restarts a
+      // handler process that dies, and an instance fault shows as 5xx in the alerts.
       cors: {
         allowedOrigins: []
       }
@@ -244,8 +230,10 @@ resource staging 'Microsoft.Web/sites/slots@2023-12-01' = {
       http20Enabled: true
       minimumElasticInstanceCount: minimumInstances
       functionAppScaleLimit: maximumElasticWorkerCount
-      // No platform health check: GET /api/health answers 503 whenever Pexip is off (outside
-      // service hours, by design), and the platform would then replace healthy instances.
+      // No healthCheckPath, on purpose: GET /api/health reports storage and Pexip, which every
+      // instance shares; a Pexip or storage outage would fail it on all instances at once and
+      // the platform would recycle them all, fixing nothing. The host already restarts a
+      // handler process that dies, and an instance fault shows as 5xx in the alerts.
       cors: {
         allowedOrigins: []
       }
@@ -267,10 +255,7 @@ resource sticky 'Microsoft.Web/sites/config@2023-12-01' = {
   name: 'slotConfigNames'
   properties: {
     appSettingNames: [
-      'WEBSITE_CONTENTSHARE'
-      'AzureWebJobs.${timerFunctions[0]}.Disabled'
-      'AzureWebJobs.${timerFunctions[1]}.Disabled'
-      'AzureWebJobs.${timerFunctions[2]}.Disabled'
+      'TIMERS_ENABLED'
     ]
   }
 }

@@ -22,12 +22,38 @@ struct InvocationReply {
     return_value: Value,
 }
 
+/// The timer functions this handler answers (the function folders with a `timerTrigger`).
+pub const TIMER_FUNCTIONS: &[&str] = &[
+    "function-pool-maintain",
+    "function-metrics",
+    "function-room-gc",
+];
+
+/// `TIMERS_ENABLED=false` (a staging slot): the run succeeds without touching the queues or
+/// Pexip, and says so in the invocation's log. `None` when timers are enabled.
+pub fn timers_disabled(state: &AppState, function: &str) -> Option<RunReport> {
+    if state.broker.settings().timers_enabled {
+        return None;
+    }
+    let mut report = RunReport::default();
+    report.log(format!(
+        "timer run skipped: TIMERS_ENABLED=false ({function}, no queue or Pexip call)"
+    ));
+    Some(report)
+}
+
 /// `POST /{function}`: the host's JSON invocation of a timer function.
 pub async fn invoke(
     State(state): State<AppState>,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, AppError> {
     let Path(function) = path.map_err(|_| AppError::NotFound("no such function".into()))?;
+    if !TIMER_FUNCTIONS.contains(&function.as_str()) {
+        return Err(AppError::NotFound(format!("no function named {function}")));
+    }
+    if let Some(report) = timers_disabled(&state, &function) {
+        return Ok(reply(report));
+    }
     let broker = &state.broker;
     let report = match function.as_str() {
         "function-pool-maintain" => crate::maintain::run(broker, false).await,
