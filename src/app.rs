@@ -90,5 +90,8 @@ pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
 }
 
 pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()> {
+    // MERGE HOOK (issue 13): pass `settings.timers_enabled` (TIMERS_ENABLED) instead of `true`.
+    let timers_enabled = true;
+    let _opening = crate::opening::spawn(state.broker.clone(), timers_enabled);
     axum::serve(listener, router(state)).await
 }

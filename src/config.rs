@@ -144,6 +144,8 @@ pub struct Settings {
     pub event_sink: Option<EventSinkCredentials>,
     pub genesys: GenesysSettings,
     pub log_format: LogFormat,
+    /// `SERVICE_HOURS` and friends: when Pexip is switched on.
+    pub service_hours: crate::service_hours::ServiceHours,
 }
 
 /// Fields the service sets itself on a new room; `ROOM_TEMPLATE` may not override them.
@@ -333,6 +335,8 @@ impl Settings {
             _ => return Err(ConfigError::new("LOG_FORMAT", "must be `text` or `json`")),
         };
 
+        let service_hours = crate::service_hours::ServiceHours::from_lookup(&|name| env.get(name))?;
+
         Ok(Self {
             port,
             pool,
@@ -343,6 +347,7 @@ impl Settings {
             event_sink,
             genesys,
             log_format,
+            service_hours,
         })
     }
 }
