@@ -224,6 +224,11 @@ impl ServiceHours {
         self.override_.is_none() && (self.scheduled || !self.closed_dates.is_empty())
     }
 
+    /// Any of the service-hours settings set?
+    pub fn configured(&self) -> bool {
+        self.scheduled || !self.closed_dates.is_empty() || self.override_.is_some()
+    }
+
     pub fn status(&self) -> Status {
         self.status_at(self.clock.now())
     }

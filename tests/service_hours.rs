@@ -265,6 +265,19 @@ async fn closed_hours_refuse_pexip_routes_answer_health_closed_and_keep_timers_q
         "{logs:?}"
     );
 
+    // The operator's view says the same (and asks Pexip nothing either).
+    let mut command = Command::new(BIN);
+    command.env_clear().envs(&env).args(["pool", "status"]);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("service: closed until 2026-06-02T14:30:00Z (America/Vancouver)"),
+        "{stdout}"
+    );
+
     assert_eq!(sim.sim.request_log(), [], "no Pexip call while closed");
     assert_eq!(pool_queue(&env).approximate_count().await.unwrap(), 0);
 }
