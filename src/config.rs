@@ -611,6 +611,19 @@ mod tests {
             ),
             (&[("EVENT_SINK_USERNAME", "u")], &[], "EVENT_SINK_PASSWORD"),
             (&[], &["AzureWebJobsStorage"], "AzureWebJobsStorage"),
+            (&[("SERVICE_HOURS", "Mon 9-5")], &[], "SERVICE_HOURS"),
+            (&[("SERVICE_TIMEZONE", "PST")], &[], "SERVICE_TIMEZONE"),
+            (
+                &[("SERVICE_CLOSED_DATES", "2026-13-01")],
+                &[],
+                "SERVICE_CLOSED_DATES",
+            ),
+            (&[("SERVICE_OVERRIDE", "off")], &[], "SERVICE_OVERRIDE"),
+            (
+                &[("MAXCONF_TEST_CLOCK_START", "tomorrow")],
+                &[],
+                "MAXCONF_TEST_CLOCK_START",
+            ),
         ];
         for (overrides, removed, setting) in cases {
             let err = error_for(overrides, removed);

@@ -353,3 +353,30 @@ async fn at_the_opening_the_pool_is_topped_up_as_soon_as_pexip_answers() {
     assert_eq!(pool.approximate_count().await.unwrap(), 3);
     assert_eq!(sim.sim.stats().creates, 3);
 }
+
+#[test]
+fn a_bad_service_hours_setting_stops_start_up_with_one_line_naming_it() {
+    for (setting, value) in [
+        ("SERVICE_HOURS", "Mon-Fri 7:30-17:00"),
+        ("SERVICE_TIMEZONE", "Pacific Time"),
+        ("SERVICE_CLOSED_DATES", "2026-12-25,Boxing Day"),
+        ("SERVICE_OVERRIDE", "shut"),
+    ] {
+        let output = Command::new(BIN)
+            .env_clear()
+            .envs([
+                ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+                ("PEXIP_BASE_URL", "https://pexip.example.org"),
+                ("PEXIP_USERNAME", "admin"),
+                ("PEXIP_PASSWORD", "very-secret-password"),
+                ("AUTH_MODE", "none"),
+                (setting, value),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{setting}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(setting), "{setting} named in: {stderr}");
+    }
+}
