@@ -249,6 +249,14 @@ impl ServiceHours {
         }
     }
 
+    /// Open at `t`, override included (cheaper than [`Self::status_at`]: no next change).
+    pub fn is_open_at(&self, t: Timestamp) -> bool {
+        match self.override_ {
+            Some(o) => o == Override::Open,
+            None => !self.changes() || self.open_at(t),
+        }
+    }
+
     /// The schedule alone (no override): open at `t` as the local wall clock reads?
     pub fn open_at(&self, t: Timestamp) -> bool {
         let local = self.tz.to_datetime(t);
@@ -709,6 +717,7 @@ mod tests {
             let open = s.open_at(t);
             let status = s.status_at(t);
             prop_assert_eq!(status.is_open(), open);
+            prop_assert_eq!(s.is_open_at(t), open);
             let Some(change) = status.next_change() else {
                 // Only a week covered all day long never changes.
                 for h in 0..24 * 15 {

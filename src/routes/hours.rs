@@ -15,6 +15,9 @@ use crate::service_hours::{Status, UNSCHEDULED_RETRY_AFTER_SECS, whole_seconds_u
 pub fn check(broker: &Broker) -> Result<(), AppError> {
     let hours = &broker.settings().service_hours;
     let now = hours.now();
+    if hours.is_open_at(now) {
+        return Ok(());
+    }
     match hours.status_at(now) {
         Status::Open { .. } => Ok(()),
         Status::Closed { opens_at: Some(at) } => Err(AppError::OutsideServiceHours {
