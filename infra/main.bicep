@@ -188,6 +188,23 @@ param create5xxPercent int = 5
 @description('Create p95 latency (ms) that fires an alert.')
 @minValue(100)
 param createP95Ms int = 5000
+// ---------------------------------------------------------------- service hours
+@description('SERVICE_HOURS: weekly opening hours in serviceTimezone, e.g. "Mon-Fri 07:30-17:00; Sat 09:00-12:00"; empty: always open.')
+param serviceHours string = ''
+
+@description('SERVICE_TIMEZONE: IANA time zone of serviceHours (daylight saving handled; the data ships in the binary).')
+param serviceTimezone string = 'America/Vancouver'
+
+@description('SERVICE_CLOSED_DATES: comma-separated local dates (YYYY-MM-DD) closed all day.')
+param serviceClosedDates string = ''
+
+@description('SERVICE_OVERRIDE: empty (follow the schedule), open or closed.')
+@allowed([
+  ''
+  'open'
+  'closed'
+])
+param serviceOverride string = ''
 
 // ---------------------------------------------------------------- APIM
 @description('Host key "apim" of the Function App, sent by APIM as x-functions-key; stored in Key Vault. Required on the first deployment (e.g. openssl rand -base64 48); empty keeps the stored key.')
@@ -429,6 +446,22 @@ var maxconfSettings = [
   {
     name: 'RUST_LOG'
     value: rustLog
+  }
+  {
+    name: 'SERVICE_HOURS'
+    value: serviceHours
+  }
+  {
+    name: 'SERVICE_TIMEZONE'
+    value: serviceTimezone
+  }
+  {
+    name: 'SERVICE_CLOSED_DATES'
+    value: serviceClosedDates
+  }
+  {
+    name: 'SERVICE_OVERRIDE'
+    value: serviceOverride
   }
 ]
 

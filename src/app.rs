@@ -107,6 +107,9 @@ pub async fn serve_until(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let broker = Arc::clone(&state.broker);
+    // Tops the pool up as soon as Pexip answers at each opening (service hours).
+    let timers_enabled = broker.settings().timers_enabled;
+    let _opening = crate::opening::spawn(Arc::clone(&broker), timers_enabled);
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         stop.await;

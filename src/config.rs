@@ -147,6 +147,8 @@ pub struct Settings {
     /// `TIMERS_ENABLED`: false on a staging slot, whose timer runs would act on production's
     /// queues and Pexip. Timer invocations are then logged no-ops.
     pub timers_enabled: bool,
+    /// `SERVICE_HOURS` and friends: when Pexip is switched on.
+    pub service_hours: crate::service_hours::ServiceHours,
 }
 
 /// Fields the service sets itself on a new room; `ROOM_TEMPLATE` may not override them.
@@ -337,6 +339,7 @@ impl Settings {
         };
 
         let timers_enabled = env.boolean("TIMERS_ENABLED", true)?;
+        let service_hours = crate::service_hours::ServiceHours::from_lookup(&|name| env.get(name))?;
 
         Ok(Self {
             port,
@@ -349,6 +352,7 @@ impl Settings {
             genesys,
             log_format,
             timers_enabled,
+            service_hours,
         })
     }
 }
@@ -643,6 +647,19 @@ mod tests {
             ),
             (&[("EVENT_SINK_USERNAME", "u")], &[], "EVENT_SINK_PASSWORD"),
             (&[], &["AzureWebJobsStorage"], "AzureWebJobsStorage"),
+            (&[("SERVICE_HOURS", "Mon 9-5")], &[], "SERVICE_HOURS"),
+            (&[("SERVICE_TIMEZONE", "PST")], &[], "SERVICE_TIMEZONE"),
+            (
+                &[("SERVICE_CLOSED_DATES", "2026-13-01")],
+                &[],
+                "SERVICE_CLOSED_DATES",
+            ),
+            (&[("SERVICE_OVERRIDE", "off")], &[], "SERVICE_OVERRIDE"),
+            (
+                &[("MAXCONF_TEST_CLOCK_START", "tomorrow")],
+                &[],
+                "MAXCONF_TEST_CLOCK_START",
+            ),
         ];
         for (overrides, removed, setting) in cases {
             let err = error_for(overrides, removed);

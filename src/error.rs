@@ -34,6 +34,10 @@ pub enum AppError {
     /// `cause` is only logged.
     #[error("{detail}: {cause}")]
     Unavailable { detail: String, cause: String },
+    /// 503 + `Retry-After` = `retry_after` seconds: outside service hours Pexip is switched
+    /// off; nothing was tried. `detail` says when it opens.
+    #[error("{detail}")]
+    OutsideServiceHours { detail: String, retry_after: u64 },
     /// 500: a bug or an answer we cannot read. Only logged.
     #[error("{0}")]
     Internal(String),
@@ -73,7 +77,9 @@ impl AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::OutsideServiceHours { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,6 +93,7 @@ impl AppError {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::PayloadTooLarge(_) => "payload-too-large",
             Self::Unavailable { .. } => "unavailable",
+            Self::OutsideServiceHours { .. } => "outside-service-hours",
             Self::Internal(_) => "internal",
         }
     }
@@ -141,9 +148,13 @@ impl IntoResponse for AppError {
         )
             .into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
+            let secs = match &self {
+                Self::OutsideServiceHours { retry_after, .. } => *retry_after,
+                _ => u64::from(RETRY_AFTER_SECS),
+            };
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

@@ -1,4 +1,7 @@
-//! `function-metrics`: pool size, deletion backlog, rooms in Pexip and allocated rooms.
+//! `function-metrics`: pool size, deletion backlog, rooms in Pexip and allocated rooms, and
+//! whether the service is open (`maxconf_service_open` 1/0, with `maxconf_service_next_change_secs`
+//! until it changes). Outside service hours Pexip is off and not asked: only the queue metrics
+//! and the service state are emitted, and the run succeeds.
 //!
 //! Emitted through the host's own channel rather than an OpenTelemetry exporter: each value is
 //! a `metric <name>=<value>` line in the invocation's `Logs` (Application Insights `traces`,
@@ -13,10 +16,20 @@ use crate::run_report::RunReport;
 
 pub async fn run(broker: &Broker) -> RunReport {
     let mut report = RunReport::default();
+    let hours = &broker.settings().service_hours;
+    let now = hours.now();
+    let service = hours.status_at(now);
+    let rooms = async {
+        if service.is_open() {
+            Some(broker.pexip().list_conferences(&[]).await)
+        } else {
+            None
+        }
+    };
     let (pool, backlog, rooms) = tokio::join!(
         broker.pool().approximate_count(),
         broker.deletions().approximate_count(),
-        broker.pexip().list_conferences(&[]),
+        rooms,
     );
     let mut emit = |name: &str, value: Result<u64, String>| match value {
         Ok(value) => {
@@ -30,8 +43,19 @@ pub async fn run(broker: &Broker) -> RunReport {
         "maxconf_deletion_backlog",
         backlog.map_err(|e| e.to_string()),
     );
+    emit("maxconf_service_open", Ok(u64::from(service.is_open())));
+    if let Some(at) = service.next_change() {
+        emit(
+            "maxconf_service_next_change_secs",
+            Ok(crate::service_hours::whole_seconds_until(now, at)),
+        );
+    }
     match rooms {
-        Ok(rooms) => {
+        None => report.log(match service.next_change() {
+            Some(at) => format!("outside service hours: Pexip metrics skipped; opens at {at}"),
+            None => "outside service hours: Pexip metrics skipped".to_owned(),
+        }),
+        Some(Ok(rooms)) => {
             let allocated = rooms
                 .into_iter()
                 .filter_map(|raw| Conference::from_value(raw).ok())
@@ -44,7 +68,7 @@ pub async fn run(broker: &Broker) -> RunReport {
                 .count();
             emit("maxconf_allocated_rooms", Ok(count as u64));
         }
-        Err(e) => {
+        Some(Err(e)) => {
             emit("maxconf_pexip_rooms", Err(e.to_string()));
             emit("maxconf_allocated_rooms", Err(e.to_string()));
         }

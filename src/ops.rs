@@ -52,12 +52,27 @@ pub async fn pool_status(broker: &Broker) -> bool {
                 "queue {}: {} rooms (target {}), deletion backlog {}",
                 s.queue, s.available, s.target, s.deletion_backlog
             );
+            let hours = &broker.settings().service_hours;
+            if hours.configured() {
+                println!("{}", service_line(hours));
+            }
             true
         }
         Err(e) => {
             eprintln!("pool status failed: {e}");
             false
         }
+    }
+}
+
+/// `service: open until …` / `service: closed until …`, when service hours are configured.
+fn service_line(hours: &crate::service_hours::ServiceHours) -> String {
+    let status = hours.status();
+    let state = if status.is_open() { "open" } else { "closed" };
+    match status.next_change() {
+        Some(at) => format!("service: {state} until {at} ({})", hours.timezone()),
+        None if hours.changes() => format!("service: {state}, no change within two years"),
+        None => format!("service: {state} (SERVICE_OVERRIDE)"),
     }
 }
 

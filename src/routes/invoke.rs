@@ -55,6 +55,9 @@ pub async fn invoke(
         return Ok(reply(report));
     }
     let broker = &state.broker;
+    if let Some(report) = outside_service_hours(broker, &function) {
+        return Ok(reply(report));
+    }
     let report = match function.as_str() {
         "function-pool-maintain" => crate::maintain::run(broker, false).await,
         "function-metrics" => crate::metrics::run(broker).await,
@@ -62,6 +65,25 @@ pub async fn invoke(
         _ => return Err(AppError::NotFound(format!("no function named {function}"))),
     };
     Ok(reply(report))
+}
+
+/// Outside service hours Pexip is off: the maintainer and GC succeed without running, saying
+/// why, so the night records no failed invocation. (The metrics timer still runs: it reports
+/// the queues and `maxconf_service_open` itself.)
+fn outside_service_hours(broker: &crate::broker::Broker, function: &str) -> Option<RunReport> {
+    if !matches!(function, "function-pool-maintain" | "function-room-gc") {
+        return None;
+    }
+    let hours = &broker.settings().service_hours;
+    let crate::service_hours::Status::Closed { opens_at } = hours.status() else {
+        return None;
+    };
+    let mut report = RunReport::default();
+    report.log(match opens_at {
+        Some(at) => format!("{function}: outside service hours, nothing to do; opens at {at}"),
+        None => format!("{function}: outside service hours (no opening scheduled), nothing to do"),
+    });
+    Some(report)
 }
 
 fn reply(report: RunReport) -> Response {

@@ -2,6 +2,7 @@
 
 mod collection;
 pub mod health;
+pub mod hours;
 pub mod invoke;
 pub mod pool;
 mod public;
@@ -37,13 +38,17 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     // Private routes take an Entra ID token and nothing else; the public ones check their own
     // credentials (Genesys token, event-sink Basic) and never accept a bearer token instead.
-    let private = rooms::router()
-        .merge(collection::router())
-        .route("/api/pool", get(pool::pool))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::require_token,
-        ));
+    // Everything private but /api/pool needs Pexip, which is off outside service hours.
+    let needs_pexip =
+        rooms::router()
+            .merge(collection::router())
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                hours::require_open,
+            ));
+    let private = needs_pexip.route("/api/pool", get(pool::pool)).route_layer(
+        middleware::from_fn_with_state(state.clone(), crate::auth::require_token),
+    );
     Router::new()
         // The host polls `/` until it answers before forwarding anything.
         .route("/", get(|| async { StatusCode::NO_CONTENT }))

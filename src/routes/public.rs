@@ -57,6 +57,7 @@ async fn public_room(
     let genesys = public.genesys.as_ref().ok_or_else(disabled)?;
     let token = headers.get("x-auth-token").and_then(|v| v.to_str().ok());
     genesys.authorize(token).await?;
+    super::hours::check(&state.broker)?;
     let name = room_name(path)?;
     let constrained = constrained_attributes(query.as_deref())?;
     read_room(&state, &name, constrained).await
