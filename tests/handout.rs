@@ -363,3 +363,68 @@ async fn a_create_whose_caller_left_while_it_read_an_old_message_still_hands_out
     .await;
     assert_eq!(app.pool.approximate_count().await.unwrap(), 0);
 }
+
+/// Whoever can write to the queue chooses what create answers: the maintainer discards a
+/// message that disagrees with Pexip's room, or that names a room already handed out.
+#[tokio::test]
+async fn messages_that_disagree_with_pexip_are_discarded() {
+    let sim = sim().await;
+    let app = app(&sim, &[]).await;
+    let good = pooled_room(&app, &sim, "good", true).await;
+    let forged = pooled_room(&app, &sim, "forged", false).await;
+    let mut wrong = PooledRoom::from_conference(
+        &Conference::from_value(sim.sim.room_by_name("forged").unwrap()).unwrap(),
+    );
+    wrong.guest_pin = "999999".into();
+    app.pool
+        .send(&wrong.encode(), Duration::ZERO)
+        .await
+        .unwrap();
+    // A copy of the message of a room that was handed out since.
+    let held = pooled_room(&app, &sim, "held", false).await;
+    let copy = PooledRoom::from_conference(
+        &Conference::from_value(sim.sim.room_by_name("held").unwrap()).unwrap(),
+    );
+    app.pool.send(&copy.encode(), Duration::ZERO).await.unwrap();
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let alias_id = room(&sim, held)["aliases"][0]["id"].as_u64().unwrap();
+    let http = reqwest::Client::new();
+    for (url, body) in [
+        (
+            format!("{}{CONF}{held}/", sim.base_url()),
+            json!({"tag": "https://id.gov.bc.ca/x"}),
+        ),
+        (
+            format!(
+                "{}/api/admin/configuration/v1/conference_alias/{alias_id}/",
+                sim.base_url()
+            ),
+            json!({"description": format!("maxconf:allocated:{now}")}),
+        ),
+    ] {
+        assert!(
+            http.patch(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
+    }
+
+    let report = maxconf::maintain::run(&app.state.broker, false).await;
+    let logs = report.logs.join("\n");
+    assert!(logs.contains("2 unusable messages removed"), "{logs}");
+    let counts = messages_by_room(&app).await;
+    assert_eq!(counts.get(&good), Some(&1), "{logs}");
+    assert_eq!(counts.get(&forged), None, "{logs}");
+    assert_eq!(counts.get(&held), None, "{logs}");
+    // The handed-out room stays; the room whose only message was forged is an orphan now.
+    assert!(exists(&sim, held), "{logs}");
+    assert!(!exists(&sim, forged), "{logs}");
+}
