@@ -207,3 +207,128 @@ async fn dev_mode_serves_create_and_delete_with_nothing_else_running() {
         .unwrap();
     assert_eq!(again.status(), 404);
 }
+
+/// Runs `maxconf` with JSON logs on a free port, then stops it and returns its log events.
+async fn serve_and_log<F, Fut>(
+    env: std::collections::HashMap<String, String>,
+    drive: F,
+) -> Vec<Value>
+where
+    F: FnOnce(u16) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let port = free_port();
+    let child = Command::new(BIN)
+        .env_clear()
+        .envs(&env)
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = Killed(child);
+    wait_until_up(port, &mut guard).await;
+    let mut stdout = guard.0.stdout.take().unwrap();
+    drive(port).await;
+    let _ = guard.0.kill();
+    let _ = guard.0.wait();
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut logs).unwrap();
+    logs.lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("one JSON object per line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_problems_instance_is_the_invocation_id_of_its_log_lines() {
+    let sim = Simulator::spawn(SimConfig::default()).await.unwrap();
+    let instances = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let events = serve_and_log(test_env(&sim.base_url()), |port| {
+        let instances = instances.clone();
+        let sim = &sim;
+        async move {
+            let http = reqwest::Client::new();
+            sim.sim.set_down(true);
+            for id in ["0b5e1e8e-0000-4000-8000-00000000000a", "not a guid"] {
+                let response = http
+                    .post(format!(
+                        "http://127.0.0.1:{port}/api/room/create?uuiData={SPEC_UUI}"
+                    ))
+                    .header("X-Azure-Functions-InvocationId", id)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 503);
+                let body: Value = response.json().await.unwrap();
+                instances
+                    .lock()
+                    .unwrap()
+                    .push(body["instance"].as_str().unwrap().to_owned());
+            }
+        }
+    })
+    .await;
+    let instances = instances.lock().unwrap().clone();
+    assert_eq!(
+        instances[0],
+        "urn:uuid:0b5e1e8e-0000-4000-8000-00000000000a"
+    );
+    for instance in &instances {
+        let id = instance.strip_prefix("urn:uuid:").unwrap();
+        let mine: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["span"]["invocation_id"] == id)
+            .collect();
+        let failed = mine
+            .iter()
+            .find(|e| e["message"] == "request failed")
+            .unwrap_or_else(|| panic!("a request failed line for {id}: {events:#?}"));
+        let error = failed["error"].as_str().unwrap();
+        assert!(error.starts_with("Pexip is unavailable: "), "{error}");
+        assert_eq!(error.matches("Pexip is unavailable").count(), 1, "{error}");
+        assert!(mine.iter().any(|e| e["message"] == "request done"));
+    }
+    // The header that was not a GUID is reported as replaced, under the generated id.
+    let generated = instances[1].strip_prefix("urn:uuid:").unwrap();
+    let replaced = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("X-Azure-Functions-InvocationId is not a GUID"))
+        })
+        .expect("the replaced id is logged");
+    assert_eq!(replaced["span"]["invocation_id"], generated);
+    assert_eq!(replaced["level"], "WARN");
+    assert!(
+        !replaced.to_string().contains("not a guid"),
+        "header value not logged"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_storage_is_logged_once_per_request_not_once_per_sdk_call() {
+    let sim = Simulator::spawn(SimConfig::default()).await.unwrap();
+    let env = common::app::unreachable_storage_env(&sim.base_url());
+    let events = serve_and_log(env, |port| async move {
+        let response = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/api/pool"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+    })
+    .await;
+    let sdk_lines = events
+        .iter()
+        .filter(|e| e.to_string().contains("Failed response"))
+        .count();
+    assert_eq!(sdk_lines, 0, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "request failed" && e["span"]["path"] == "/api/pool"),
+        "{events:#?}"
+    );
+}

@@ -2,10 +2,11 @@
 //! `{"Data":{…},"Metadata":{…}}` and answered `{"Outputs":{},"Logs":[…],"ReturnValue":null}`.
 //! `Logs` lands in the invocation's own telemetry; a non-2xx answer fails the invocation.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -42,14 +43,29 @@ struct InvocationReply {
     return_value: Value,
 }
 
-/// `POST /{function}`: the host's JSON invocation of a timer function.
-pub async fn invoke(
-    State(state): State<AppState>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Response, AppError> {
-    let Path(function) = path.map_err(|_| AppError::NotFound("no such function".into()))?;
+/// The timer functions the host may invoke, each `POST /<function name>`.
+pub const TIMER_FUNCTIONS: [&str; 3] = [
+    "function-pool-maintain",
+    "function-metrics",
+    "function-room-gc",
+];
+
+/// `POST /<function name>` for each of [`TIMER_FUNCTIONS`], and nothing else.
+pub fn router() -> Router<AppState> {
+    TIMER_FUNCTIONS
+        .into_iter()
+        .fold(Router::new(), |router, function| {
+            router.route(
+                &format!("/{function}"),
+                post(move |State(state): State<AppState>| invoke(state, function)),
+            )
+        })
+}
+
+/// The host's JSON invocation of a timer function.
+async fn invoke(state: AppState, function: &'static str) -> Result<Response, AppError> {
     let broker = &state.broker;
-    let report = match function.as_str() {
+    let report = match function {
         "function-pool-maintain" => crate::maintain::run(broker, false).await,
         "function-metrics" => crate::metrics::run(broker).await,
         "function-room-gc" => crate::gc::run(broker, false).await,
