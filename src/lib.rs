@@ -6,6 +6,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod dev;
+pub mod doctor;
 pub mod error;
 pub mod gc;
 pub mod genesys;

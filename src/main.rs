@@ -42,6 +42,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check every setting at once, then probe storage, Pexip, Entra and Genesys (a few
+    /// seconds each), naming what cannot be reached and the likely fix.
+    Doctor,
     /// Everything on one machine, no Azure and no Pexip: a Pexip simulator, an in-memory pool, auth off.
     Dev {
         #[arg(long, default_value_t = 7071)]
@@ -96,6 +99,10 @@ async fn main() -> ExitCode {
             })
             .await
         }
+        Command::Doctor => {
+            let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+            ExitCode::from(maxconf::doctor::run(|name| vars.get(name).cloned()).await)
+        }
         Command::Reap { dry_run } => {
             with_broker(|broker| async move { ops::reap(&broker, dry_run).await }).await
         }
@@ -133,13 +140,27 @@ fn exit_status<E: std::fmt::Display>(what: &str, result: Result<(), E>) -> ExitC
     }
 }
 
-/// Settings from the environment; a bad one is one line on stderr and exit status 2.
+/// Settings from the environment; each bad one is one line on stderr, then exit status 2.
 fn settings() -> Result<Settings, ExitCode> {
-    Settings::from_env().map_err(|e| {
-        eprintln!("maxconf: invalid setting {e}");
-        ExitCode::from(2)
-    })
+    let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    Settings::from_lookup_all(|name| vars.get(name).cloned()).map_err(settings_failed)
 }
+
+/// Settings for commands that serve nothing: the serving-only settings are not read.
+fn command_settings() -> Result<Settings, ExitCode> {
+    let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    Settings::for_commands(|name| vars.get(name).cloned()).map_err(settings_failed)
+}
+
+fn settings_failed(errors: Vec<maxconf::config::ConfigError>) -> ExitCode {
+    for e in errors {
+        eprintln!("maxconf: invalid setting {e}");
+    }
+    ExitCode::from(2)
+}
+
+/// How long a command waits for storage to accept a connection before giving up.
+const COMMAND_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs an operator command on a broker over the real queues: exit 0 when it reports
 /// success, 1 when anything failed.
@@ -148,11 +169,16 @@ where
     F: FnOnce(Arc<Broker>) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let settings = match settings() {
+    let settings = match command_settings() {
         Ok(settings) => settings,
         Err(code) => return code,
     };
     telemetry::init_for_commands(settings.log_format);
+    // Fail fast and name the host rather than wait out the SDK's retries.
+    if let Err(e) = maxconf::doctor::storage_reachable(&settings, COMMAND_PROBE_TIMEOUT).await {
+        eprintln!("maxconf: {e}");
+        return ExitCode::FAILURE;
+    }
     let broker = async {
         let (pool, deletions) = app::azure_queues(&settings)?;
         app::broker(settings, pool, deletions).await

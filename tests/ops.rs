@@ -138,3 +138,103 @@ fn help_describes_every_command() {
         assert!(help.contains(action), "{action} in {help}");
     }
 }
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A web server that answers 404 to everything: a PEXIP_BASE_URL that is not Pexip's.
+async fn not_pexip() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = maxconf::app::bind(0).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new()).await.unwrap();
+    });
+    (url, server)
+}
+
+#[tokio::test]
+async fn doctor_reports_every_bad_setting_then_probes() {
+    let sim = sim().await;
+    let (_app, mut env) = app_with_env(&sim, "2").await;
+
+    let out = maxconf(&env, &["doctor"]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("settings: ok"), "{text}");
+    assert!(text.contains("ok   storage"), "{text}");
+    assert!(text.contains("ok   pexip"), "{text}");
+
+    // Two broken settings and a Pexip URL that is some other web server: all in one run.
+    let (wrong, _server) = not_pexip().await;
+    env.insert("POOL_TARGET_SIZE".into(), "ten".into());
+    env.insert("ROOM_PIN_LENGTH".into(), "2".into());
+    env.insert("PEXIP_BASE_URL".into(), wrong.clone());
+    let started = std::time::Instant::now();
+    let out = maxconf(&env, &["doctor"]).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("settings: 2 problems"), "{text}");
+    assert!(text.contains("POOL_TARGET_SIZE: must be"), "{text}");
+    assert!(text.contains("ROOM_PIN_LENGTH: must be"), "{text}");
+    assert!(text.contains("ok   storage"), "{text}");
+    let pexip = text.lines().find(|l| l.contains("pexip")).unwrap();
+    assert!(pexip.starts_with("FAIL"), "{text}");
+    assert!(pexip.contains(&wrong), "names the endpoint: {pexip}");
+    assert!(pexip.contains("Management Node's address"), "{pexip}");
+    assert!(!pexip.contains("no such conference"), "{pexip}");
+    assert!(!text.contains(common::app::PEXIP_PASSWORD));
+
+    // Storage that nothing listens on is named, within seconds.
+    let mut env = common::app::unreachable_storage_env(&sim.base_url());
+    env.insert("AUTH_MODE".into(), "entra".into());
+    env.insert("AUTH_TENANT_ID".into(), "t".into());
+    env.insert("AUTH_AUDIENCE".into(), "a".into());
+    env.insert("AUTH_OPENID_CONFIG_URL".into(), format!("{wrong}/openid"));
+    let out = maxconf(&env, &["doctor"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = stdout(&out);
+    let storage = text.lines().find(|l| l.contains("storage")).unwrap();
+    assert!(
+        storage.starts_with("FAIL") && storage.contains("127.0.0.1"),
+        "{text}"
+    );
+    let entra = text.lines().find(|l| l.contains("entra")).unwrap();
+    assert!(entra.starts_with("FAIL") && entra.contains("404"), "{text}");
+}
+
+#[tokio::test]
+async fn commands_that_serve_nothing_need_no_serving_settings_and_fail_fast() {
+    let sim = sim().await;
+    let (_app, mut env) = app_with_env(&sim, "2").await;
+    env.remove("AUTH_MODE");
+    env.insert("EVENT_SINK_USERNAME".into(), "half-set".into());
+    let out = maxconf(&env, &["pool", "status"]).await;
+    assert!(out.status.success(), "{out:?}");
+
+    // Every bad setting on its own line, in one run.
+    env.insert("POOL_TARGET_SIZE".into(), "ten".into());
+    env.insert("LOG_FORMAT".into(), "xml".into());
+    let out = maxconf(&env, &["pool", "status"]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(
+        err.contains("POOL_TARGET_SIZE") && err.contains("LOG_FORMAT"),
+        "{err}"
+    );
+
+    let env = common::app::unreachable_storage_env(&sim.base_url());
+    let started = std::time::Instant::now();
+    let out = maxconf(&env, &["pool", "status"]).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains("storage at http://127.0.0.1:"), "{err}");
+    assert!(err.contains("AzureWebJobsStorage"), "{err}");
+}
