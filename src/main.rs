@@ -25,6 +25,10 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// The pool (ready and warming rooms), Pexip's rooms by state, the deletion backlog, the
+    /// last maintainer and GC runs, and whether storage and Pexip answer. Exits 1 when
+    /// something is down or ready rooms are below --min-ready.
+    Status(StatusArgs),
     /// Inspect or steer the room pool.
     Pool {
         #[command(subcommand)]
@@ -67,10 +71,20 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Ready rooms below this are a failure (default: half of POOL_TARGET_SIZE).
+    #[arg(long)]
+    min_ready: Option<u64>,
+}
+
 #[derive(Subcommand)]
 enum PoolAction {
-    /// Rooms in the pool (including warming-up ones), its target and the deletion backlog.
-    Status,
+    /// Same as `maxconf status`.
+    Status(StatusArgs),
     /// Add rooms: --count of them, or as many as the pool lacks of POOL_TARGET_SIZE.
     Fill {
         #[arg(long)]
@@ -89,10 +103,19 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { port: None }) {
         Command::Serve { port } => serve(port).await,
+        Command::Status(args)
+        | Command::Pool {
+            action: PoolAction::Status(args),
+        } => {
+            run_on_broker(true, |broker| async move {
+                maxconf::status::command(&broker, args.json, args.min_ready).await
+            })
+            .await
+        }
         Command::Pool { action } => {
             with_broker(|broker| async move {
                 match action {
-                    PoolAction::Status => ops::pool_status(&broker).await,
+                    PoolAction::Status(_) => unreachable!("handled above"),
                     PoolAction::Fill { count } => ops::pool_fill(&broker, count).await,
                     PoolAction::Drain { yes: _ } => ops::pool_drain(&broker).await,
                 }
@@ -169,19 +192,43 @@ where
     F: FnOnce(Arc<Broker>) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    run_on_broker(false, command).await
+}
+
+/// [`with_broker`]; `reports_storage`: the command reports an unreachable storage itself.
+async fn run_on_broker<F, Fut>(reports_storage: bool, command: F) -> ExitCode
+where
+    F: FnOnce(Arc<Broker>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let settings = match command_settings() {
         Ok(settings) => settings,
         Err(code) => return code,
     };
     telemetry::init_for_commands(settings.log_format);
-    // Fail fast and name the host rather than wait out the SDK's retries.
-    if let Err(e) = maxconf::doctor::storage_reachable(&settings, COMMAND_PROBE_TIMEOUT).await {
+    // Fail fast and name the host rather than wait out the SDK's retries. `status` reports
+    // storage itself, with the rest.
+    let reachable = maxconf::doctor::storage_reachable(&settings, COMMAND_PROBE_TIMEOUT).await;
+    if let Err(e) = &reachable
+        && !reports_storage
+    {
         eprintln!("maxconf: {e}");
         return ExitCode::FAILURE;
     }
     let broker = async {
         let (pool, deletions) = app::azure_queues(&settings)?;
-        app::broker(settings, pool, deletions).await
+        if reachable.is_ok() {
+            app::broker(settings, pool, deletions).await
+        } else {
+            // Storage is down: do not wait on creating the queues.
+            let pexip = maxconf::pexip::PexipClient::new(&settings.pexip)?;
+            Ok(Arc::new(Broker::new(
+                Arc::new(settings),
+                pexip,
+                pool,
+                deletions,
+            )))
+        }
     }
     .await;
     match broker {

@@ -45,22 +45,6 @@ impl Progress {
     }
 }
 
-pub async fn pool_status(broker: &Broker) -> bool {
-    match crate::routes::pool::status(broker).await {
-        Ok(s) => {
-            println!(
-                "queue {}: {} rooms (target {}), deletion backlog {}",
-                s.queue, s.available, s.target, s.deletion_backlog
-            );
-            true
-        }
-        Err(e) => {
-            eprintln!("pool status failed: {e}");
-            false
-        }
-    }
-}
-
 /// Adds `count` rooms, or as many as the pool lacks of its target.
 pub async fn pool_fill(broker: &Broker, count: Option<u64>) -> bool {
     let count = match count {

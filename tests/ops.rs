@@ -60,10 +60,12 @@ async fn status_fill_and_drain_a_pool() {
     assert!(stdout(&out).contains("added 1 rooms"), "{out:?}");
 
     let out = maxconf(&env, &["pool", "status"]).await;
-    assert!(out.status.success());
-    assert_eq!(
-        stdout(&out).trim(),
-        format!("queue {pool_name}: 3 rooms (target 3), deletion backlog 0")
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).contains(&format!(
+            "pool {pool_name}: 3 ready of target 3 (minimum 1)"
+        )),
+        "{out:?}"
     );
 
     // Drain needs --yes.
@@ -129,7 +131,9 @@ async fn partial_failure_is_a_non_zero_exit() {
 fn help_describes_every_command() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for command in ["serve", "pool", "reap", "dev", "simulate"] {
+    for command in [
+        "serve", "status", "doctor", "pool", "reap", "dev", "simulate",
+    ] {
         assert!(help.contains(command), "{command} in {help}");
     }
     let out = Command::new(BIN).args(["pool", "--help"]).output().unwrap();
@@ -237,4 +241,115 @@ async fn commands_that_serve_nothing_need_no_serving_settings_and_fail_fast() {
     let err = stderr(&out);
     assert!(err.contains("storage at http://127.0.0.1:"), "{err}");
     assert!(err.contains("AzureWebJobsStorage"), "{err}");
+}
+
+/// The timer invocation as the host sends it.
+async fn invoke_timer(app: &TestApp, function: &str) {
+    let response = app
+        .request(reqwest::Method::POST, &format!("/{function}"))
+        .header("content-type", "application/json")
+        .body(r#"{"Data":{"timer":{}},"Metadata":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{function}");
+}
+
+#[tokio::test]
+async fn status_shows_the_pool_pexip_the_backlog_and_the_last_runs() {
+    let sim = sim().await;
+    let (app, env) = app_with_env(&sim, "4").await;
+    sim.sim.insert_room(json!({"name": "test_keep"})).unwrap();
+    sim.sim
+        .insert_room(json!({"name": "someone-elses"}))
+        .unwrap();
+
+    // Nothing has run yet, and the pool is empty: below the default minimum (half of 4).
+    let out = maxconf(&env, &["status"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("last maintain: no run recorded"), "{text}");
+    assert!(
+        text.contains("0 ready rooms, below the minimum of 2"),
+        "{text}"
+    );
+
+    invoke_timer(&app, "function-room-gc").await;
+    invoke_timer(&app, "function-pool-maintain").await;
+    app.deletions
+        .send("some-room", std::time::Duration::from_secs(600))
+        .await
+        .unwrap();
+    // A room still warming up (invisible).
+    app.pool
+        .send("warming", std::time::Duration::from_secs(600))
+        .await
+        .unwrap();
+
+    let out = maxconf(&env, &["status", "--json"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["pool"]["ready"], 4, "{status:#}");
+    assert_eq!(status["pool"]["warming_or_held"], 1);
+    assert_eq!(status["pool"]["target"], 4);
+    assert_eq!(status["pool"]["min_ready"], 2);
+    assert_eq!(status["pexip_rooms"]["pool"], 4);
+    assert_eq!(status["pexip_rooms"]["persistent"], 1);
+    assert_eq!(status["pexip_rooms"]["foreign"], 1);
+    assert_eq!(status["deletion_backlog"], 1);
+    let runs = status["last_runs"].as_array().unwrap();
+    let jobs: Vec<&str> = runs.iter().map(|r| r["job"].as_str().unwrap()).collect();
+    assert_eq!(jobs, ["gc", "maintain"], "{status:#}");
+    assert!(runs.iter().all(|r| r["ok"] == true));
+    assert!(
+        runs[1]["summary"].as_str().unwrap().contains("4"),
+        "{status:#}"
+    );
+    assert_eq!(status["problems"], json!([]));
+
+    // A second maintainer run replaces the first record rather than adding one.
+    invoke_timer(&app, "function-pool-maintain").await;
+    let out = maxconf(&env, &["pool", "status", "--json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["last_runs"].as_array().unwrap().len(),
+        2,
+        "{status:#}"
+    );
+
+    let out = maxconf(&env, &["status", "--min-ready", "5"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stdout(&out).contains("4 ready rooms, below the minimum of 5"));
+
+    // Pexip down: named, and a failure.
+    sim.sim.set_down(true);
+    let out = maxconf(&env, &["status"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = stdout(&out);
+    let pexip = text.lines().find(|l| l.contains(" pexip ")).unwrap();
+    assert!(
+        pexip.starts_with("FAIL") && pexip.contains(&sim.base_url()),
+        "{text}"
+    );
+    assert!(text.contains("pexip rooms: unknown"), "{text}");
+    sim.sim.set_down(false);
+
+    // Storage down: named within seconds, and Pexip still reported.
+    let mut env = common::app::unreachable_storage_env(&sim.base_url());
+    env.insert("POOL_TARGET_SIZE".into(), "4".into());
+    let started = std::time::Instant::now();
+    let out = maxconf(&env, &["status", "--json"]).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["reachability"][0]["ok"], false, "{status:#}");
+    assert!(
+        status["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("storage is down (http://127.0.0.1:"),
+        "{status:#}"
+    );
+    assert_eq!(status["reachability"][1]["ok"], true, "{status:#}");
+    assert_eq!(status["pexip_rooms"]["pool"], 4);
 }

@@ -66,9 +66,17 @@ pub fn router() -> Router<AppState> {
 async fn invoke(state: AppState, function: &'static str) -> Result<Response, AppError> {
     let broker = &state.broker;
     let report = match function {
-        "function-pool-maintain" => crate::maintain::run(broker, false).await,
+        "function-pool-maintain" => {
+            let report = crate::maintain::run(broker, false).await;
+            crate::runs::record(broker, "maintain", &report).await;
+            report
+        }
         "function-metrics" => crate::metrics::run(broker).await,
-        "function-room-gc" => crate::gc::run(broker, false).await,
+        "function-room-gc" => {
+            let report = crate::gc::run(broker, false).await;
+            crate::runs::record(broker, "gc", &report).await;
+            report
+        }
         _ => return Err(AppError::NotFound(format!("no function named {function}"))),
     };
     Ok(reply(report))
