@@ -69,6 +69,8 @@ pub async fn record(broker: &Broker, job: &str, report: &RunReport) {
     let record = RunRecord {
         job: job.to_owned(),
         at: OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc())
             .format(&Rfc3339)
             .unwrap_or_default(),
         ok: !report.failed,
