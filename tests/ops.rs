@@ -57,7 +57,7 @@ async fn status_fill_and_drain_a_pool() {
     // Without --count: up to the target.
     let out = maxconf(&env, &["pool", "fill"]).await;
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout(&out).contains("added 1 rooms"), "{out:?}");
+    assert!(stdout(&out).contains("added 1 room, 0 failed"), "{out:?}");
 
     let out = maxconf(&env, &["pool", "status"]).await;
     assert!(out.status.success(), "{out:?}");
@@ -104,6 +104,11 @@ async fn reap_dry_run_lists_and_reap_deletes() {
         .unwrap();
     let out = maxconf(&env, &["reap", "--dry-run"]).await;
     assert!(out.status.success(), "{out:?}");
+    // The few seconds of the second look are announced, not silent.
+    assert!(
+        stderr(&out).contains("a second look a few seconds later"),
+        "{out:?}"
+    );
     assert!(
         stdout(&out).contains("would delete 1 rooms: leak1 (leaked)"),
         "{out:?}"
@@ -125,6 +130,22 @@ async fn partial_failure_is_a_non_zero_exit() {
     assert!(stdout(&out).contains("added 0 rooms, 1 failed"), "{out:?}");
     let out = maxconf(&env, &["reap"]).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // Printed once: on stdout, not as a WARN line on stderr too.
+    assert!(stdout(&out).contains("Pexip inventory failed"), "{out:?}");
+    assert!(!stderr(&out).contains("Pexip inventory failed"), "{out:?}");
+
+    // A failed drain names the room it could not delete.
+    sim.sim.set_down(false);
+    let out = maxconf(&env, &["pool", "fill", "--count", "1"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let name = sim.sim.rooms()[0]["name"].as_str().unwrap().to_owned();
+    sim.sim.set_down(true);
+    let out = maxconf(&env, &["pool", "drain", "--yes"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout(&out).contains(&format!("could not delete {name}: Pexip is unavailable")),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -211,7 +232,7 @@ async fn doctor_reports_every_bad_setting_then_probes() {
 #[tokio::test]
 async fn commands_that_serve_nothing_need_no_serving_settings_and_fail_fast() {
     let sim = sim().await;
-    let (_app, mut env) = app_with_env(&sim, "2").await;
+    let (_app, mut env) = app_with_env(&sim, "0").await;
     env.remove("AUTH_MODE");
     env.insert("EVENT_SINK_USERNAME".into(), "half-set".into());
     let out = maxconf(&env, &["pool", "status"]).await;
@@ -231,7 +252,7 @@ async fn commands_that_serve_nothing_need_no_serving_settings_and_fail_fast() {
 
     let env = common::app::unreachable_storage_env(&sim.base_url());
     let started = std::time::Instant::now();
-    let out = maxconf(&env, &["pool", "status"]).await;
+    let out = maxconf(&env, &["gc"]).await;
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
         "{:?}",
