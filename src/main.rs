@@ -49,16 +49,30 @@ enum Command {
     /// Check every setting at once, then probe storage, Pexip, Entra and Genesys (a few
     /// seconds each), naming what cannot be reached and the likely fix.
     Doctor,
-    /// Everything on one machine, no Azure and no Pexip: a Pexip simulator, an in-memory pool, auth off.
+    /// Everything on one machine, no Azure and no Pexip: a Pexip simulator, an in-memory pool,
+    /// auth off; otherwise as in production (settings from the environment, timers, public
+    /// routes, a control for Pexip faults).
     Dev {
         #[arg(long, default_value_t = 7071)]
         port: u16,
-        /// Rooms seeded into the pool.
+        /// Rooms seeded into the pool at start (the target stays POOL_TARGET_SIZE).
         #[arg(long, default_value_t = 10)]
         rooms: u32,
         /// Latency the simulated Pexip adds to each request, in milliseconds.
         #[arg(long, default_value_t = 0)]
         pexip_latency_ms: u64,
+    },
+    /// Send an event to a running service's event sink, as Pexip would, with
+    /// EVENT_SINK_USERNAME and EVENT_SINK_PASSWORD (`maxconf dev` prints them).
+    Trigger {
+        /// The event: `conference_ended`.
+        #[arg(value_parser = ["conference_ended"])]
+        event: String,
+        /// The room (conference name) the event is about.
+        room: String,
+        /// The service's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:7071")]
+        url: String,
     },
     /// Only the Pexip Management API simulator (HTTP Basic dev/dev), for `maxconf serve` or
     /// `func start` with local.settings.json.
@@ -137,13 +151,27 @@ async fn main() -> ExitCode {
             rooms,
             pexip_latency_ms,
         } => {
-            telemetry::init(LogFormat::Text);
             let options = DevOptions {
                 port,
                 rooms,
                 pexip_latency: Duration::from_millis(pexip_latency_ms),
             };
             exit_status("maxconf dev", dev::run(options).await)
+        }
+        Command::Trigger { event, room, url } => {
+            let (Ok(user), Ok(password)) = (
+                std::env::var("EVENT_SINK_USERNAME"),
+                std::env::var("EVENT_SINK_PASSWORD"),
+            ) else {
+                eprintln!(
+                    "maxconf trigger: set EVENT_SINK_USERNAME and EVENT_SINK_PASSWORD (maxconf dev prints them)"
+                );
+                return ExitCode::from(2);
+            };
+            exit_status(
+                "maxconf trigger",
+                dev::trigger(&url, &event, &room, &user, &password).await,
+            )
         }
         Command::Simulate { port, latency_ms } => {
             telemetry::init(LogFormat::Text);

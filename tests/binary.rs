@@ -332,3 +332,154 @@ async fn unreachable_storage_is_logged_once_per_request_not_once_per_sdk_call() 
         "{events:#?}"
     );
 }
+
+#[tokio::test]
+async fn dev_mode_behaves_like_production() {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["dev", "--port", &port.to_string(), "--rooms", "0"])
+        .env_clear()
+        .env("POOL_TARGET_SIZE", "2")
+        .env("ROOM_NAME_PREFIX", "devx-")
+        .env("POOL_EMPTY_FALLBACK", "reject")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = Killed(child);
+    let stdout = guard.0.stdout.take().unwrap();
+    // The start-up lines, read as they come (JSON log lines are mixed in).
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    wait_until_up(port, &mut guard).await;
+    let mut banner = Vec::new();
+    while !banner.iter().any(|l: &String| l.contains("Pexip faults")) {
+        banner.push(
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("start-up lines"),
+        );
+    }
+    let banner = banner.join("\n");
+    let after = |marker: &str| -> String {
+        let rest = &banner[banner
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} in {banner}"))
+            + marker.len()..];
+        rest.split(|c: char| c.is_whitespace() || c == '\'' || c == '/')
+            .find(|s| !s.is_empty())
+            .unwrap()
+            .to_owned()
+    };
+    let sink_password = after("EVENT_SINK_PASSWORD=");
+    let sink_user = after("EVENT_SINK_USERNAME=");
+    let agent_token = after("x-auth-token: ");
+    let control = format!("http://{}", after("Pexip faults: curl -s -X POST http://"));
+    assert!(banner.contains("target 2"), "{banner}");
+    // LOG_FORMAT=json is honoured.
+    assert!(banner.lines().any(|l| l.starts_with('{')), "{banner}");
+
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let create = || {
+        http.post(format!("{base}/api/room/create?uuiData={SPEC_UUI}"))
+            .send()
+    };
+    // POOL_EMPTY_FALLBACK=reject is honoured (--rooms 0 seeded nothing, whatever the target).
+    assert_eq!(create().await.unwrap().status(), 503);
+
+    // The timers run on demand, as the host calls them: the pool is topped up to its target.
+    let maintain = http
+        .post(format!("{base}/function-pool-maintain"))
+        .header("content-type", "application/json")
+        .body(r#"{"Data":{"timer":{}},"Metadata":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(maintain.status(), 200);
+    let body: Value = maintain.json().await.unwrap();
+    assert!(body["Logs"].to_string().contains("/2"), "{body}");
+    // ROOM_NAME_PREFIX is honoured.
+    let response = create().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let room: Value = response.json().await.unwrap();
+    let name = room["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("devx-"), "{name}");
+
+    // The public routes: the agent lookup with the printed token, the event sink via trigger.
+    let lookup = |token: &str| {
+        http.get(format!("{base}/api/public/room/{name}"))
+            .header("x-auth-token", token)
+            .send()
+    };
+    assert_eq!(lookup(&agent_token).await.unwrap().status(), 200);
+    assert_eq!(lookup("not-the-token").await.unwrap().status(), 401);
+    let trigger = |password: &str| {
+        Command::new(BIN)
+            .args(["trigger", "conference_ended", &name, "--url", &base])
+            .env_clear()
+            .env("EVENT_SINK_USERNAME", &sink_user)
+            .env("EVENT_SINK_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let (sink_password2, wrong) = (sink_password.clone(), trigger("wrong"));
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["trigger", "conference_ended", "devx-any", "--url"])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .env_clear()
+            .env("EVENT_SINK_USERNAME", "dev-sink")
+            .env("EVENT_SINK_PASSWORD", sink_password2)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("200"),
+        "{out:?}"
+    );
+
+    // Pexip faults: down, then a developer sees the 503.
+    let fault = http
+        .post(format!("{control}/faults"))
+        .json(&serde_json::json!({"down": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fault.status(), 204);
+    let response = http
+        .get(format!("{base}/api/room/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    http.post(format!("{control}/faults"))
+        // Three failures outlast the client's three tries.
+        .json(&serde_json::json!({"down": false, "fail_next": 3, "status": 500}))
+        .send()
+        .await
+        .unwrap();
+    let response = http
+        .get(format!("{base}/api/room/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let response = http
+        .get(format!("{base}/api/room/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
