@@ -376,7 +376,7 @@ impl Settings {
             if errors.len() >= 64 {
                 return Err(errors);
             }
-            if errors.contains(&error) {
+            if errors.iter().any(|known| known.setting == error.setting) {
                 // Unset did not help: the setting is required. Stand in a value, once.
                 let stand_in = placeholder(&error.setting, true);
                 if stand_in.is_empty() || !stood_in.insert(error.setting.clone()) {
@@ -761,6 +761,13 @@ mod tests {
         // The same rules as one at a time.
         let first = load(&vars).unwrap_err();
         assert!(errors.contains(&first));
+
+        // A malformed required setting is reported once, as malformed (not also as missing).
+        let mut vars = base();
+        vars.insert("PEXIP_BASE_URL".into(), "pexip.example.org".into());
+        let errors = Settings::from_lookup_all(|k| vars.get(k).cloned()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].rule, "must be an absolute http(s) URL");
 
         // Commands that serve nothing do not need the serving settings.
         let mut vars = base();

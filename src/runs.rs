@@ -81,7 +81,7 @@ pub async fn record(broker: &Broker, job: &str, report: &RunReport) {
         queue.create_if_missing().await?;
         replace(&queue, &record).await
     };
-    match tokio::time::timeout(TIMEOUT * 3, write).await {
+    match tokio::time::timeout(TIMEOUT, write).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(job, error = %e, "could not record the run"),
         Err(_) => tracing::warn!(job, "could not record the run: storage timed out"),
