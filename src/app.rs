@@ -81,7 +81,7 @@ pub async fn state(
 }
 
 pub fn router(state: AppState) -> Router {
-    routes::router(state)
+    routes::service(state)
 }
 
 /// Binds `127.0.0.1:<port>` (the host talks to us on loopback; 0 picks a free port).

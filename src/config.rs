@@ -357,6 +357,117 @@ impl Settings {
     }
 }
 
+/// Settings only the HTTP service uses: commands that serve nothing (status, pool, reap, gc,
+/// doctor) read them as unset, so `AUTH_MODE` is not required to run them.
+pub const SERVING_ONLY_PREFIXES: &[&str] = &["AUTH_", "EVENT_SINK_", "GENESYS_"];
+
+impl Settings {
+    /// Every bad setting at once, each as [`Settings::from_lookup`] words it (the one source of
+    /// the rules). After each error the setting is set aside (unset, or a placeholder that passes
+    /// when it is required) and the rest is read again, until the settings read or nothing more
+    /// can be learnt.
+    pub fn from_lookup_all(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Vec<ConfigError>> {
+        // name → replacement (None: read as unset).
+        let mut set_aside: HashMap<String, Option<String>> = HashMap::new();
+        let mut errors: Vec<ConfigError> = Vec::new();
+        let mut stood_in = std::collections::HashSet::new();
+        loop {
+            let read = Self::from_lookup(|name| match set_aside.get(name) {
+                Some(replacement) => replacement.clone(),
+                None => lookup(name),
+            });
+            let error = match read {
+                Ok(settings) if errors.is_empty() => return Ok(settings),
+                Ok(_) => return Err(errors),
+                Err(error) => error,
+            };
+            if errors.len() >= 64 {
+                return Err(errors);
+            }
+            if errors.iter().any(|known| known.setting == error.setting) {
+                // Unset did not help: the setting is required. Stand in a value, once.
+                let stand_in = placeholder(&error.setting, true);
+                if stand_in.is_empty() || !stood_in.insert(error.setting.clone()) {
+                    return Err(errors);
+                }
+                for (name, value) in stand_in {
+                    set_aside.insert(name.to_owned(), value.map(str::to_owned));
+                }
+                continue;
+            }
+            let stand_in = placeholder(&error.setting, false);
+            if stand_in.is_empty() {
+                set_aside.insert(error.setting.clone(), None);
+            }
+            for (name, value) in stand_in {
+                set_aside.insert(name.to_owned(), value.map(str::to_owned));
+            }
+            errors.push(error);
+        }
+    }
+
+    /// For commands that serve nothing: [`SERVING_ONLY_PREFIXES`] read as unset, with
+    /// `AUTH_MODE=none`, and every other error reported at once.
+    pub fn for_commands(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Vec<ConfigError>> {
+        Self::from_lookup_all(|name| {
+            if name == "AUTH_MODE" {
+                Some("none".to_owned())
+            } else if SERVING_ONLY_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                None
+            } else {
+                lookup(name)
+            }
+        })
+    }
+}
+
+/// What to set aside so that reading can go past a bad required setting: on the first error
+/// for `setting` it is read as unset (its default); if it is required (`again`), these values,
+/// which pass validation, stand in for it.
+fn placeholder(setting: &str, again: bool) -> Vec<(&'static str, Option<&'static str>)> {
+    const URL: Option<&str> = Some("https://placeholder.invalid");
+    if !again {
+        return match setting {
+            // A connection that does not resolve: stand in Azurite's.
+            s if s.starts_with("AzureWebJobsStorage") || s.contains("__") => vec![
+                ("POOL_QUEUE_CONNECTION", None),
+                ("AzureWebJobsStorage", Some("UseDevelopmentStorage=true")),
+            ],
+            _ => vec![],
+        };
+    }
+    match setting {
+        "AUTH_MODE" => vec![("AUTH_MODE", Some("none"))],
+        "PEXIP_BASE_URL" => vec![("PEXIP_BASE_URL", URL)],
+        "AUTH_OPENID_CONFIG_URL" => vec![("AUTH_OPENID_CONFIG_URL", URL)],
+        "GENESYS_API_BASE" => vec![("GENESYS_API_BASE", URL)],
+        "AUTH_TENANT_ID" | "AUTH_AUDIENCE" => vec![(
+            if setting == "AUTH_TENANT_ID" {
+                "AUTH_TENANT_ID"
+            } else {
+                "AUTH_AUDIENCE"
+            },
+            Some("placeholder"),
+        )],
+        // Any Pexip credential problem: stand in Basic credentials.
+        "PEXIP_OAUTH_CLIENT_ID"
+        | "PEXIP_OAUTH_PRIVATE_KEY"
+        | "PEXIP_USERNAME"
+        | "PEXIP_PASSWORD" => vec![
+            ("PEXIP_OAUTH_CLIENT_ID", None),
+            ("PEXIP_OAUTH_PRIVATE_KEY", None),
+            ("PEXIP_USERNAME", Some("placeholder")),
+            ("PEXIP_PASSWORD", Some("placeholder")),
+        ],
+        "EVENT_SINK_USERNAME" | "EVENT_SINK_PASSWORD" => {
+            vec![("EVENT_SINK_USERNAME", None), ("EVENT_SINK_PASSWORD", None)]
+        }
+        _ => vec![],
+    }
+}
+
 fn pexip_auth(env: &Env<'_>) -> Result<PexipAuth, ConfigError> {
     let client_id = env.get("PEXIP_OAUTH_CLIENT_ID");
     let key = env.get("PEXIP_OAUTH_PRIVATE_KEY");
@@ -669,6 +780,61 @@ mod tests {
             );
             assert!(!err.to_string().contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn every_bad_setting_is_reported_at_once() {
+        let vars: HashMap<String, String> = [
+            ("POOL_TARGET_SIZE", "ten"),
+            ("POOL_EMPTY_FALLBACK", "wait"),
+            ("ROOM_PIN_LENGTH", "2"),
+            ("LOG_FORMAT", "xml"),
+            ("EVENT_SINK_USERNAME", "u"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        // Nothing required is set either.
+        let errors = Settings::from_lookup_all(|k| vars.get(k).cloned()).unwrap_err();
+        let mut named: Vec<&str> = errors.iter().map(|e| e.setting.as_str()).collect();
+        named.sort();
+        assert_eq!(
+            named,
+            [
+                "AUTH_MODE",
+                "AzureWebJobsStorage",
+                "EVENT_SINK_PASSWORD",
+                "LOG_FORMAT",
+                "PEXIP_BASE_URL",
+                "PEXIP_OAUTH_CLIENT_ID",
+                "POOL_EMPTY_FALLBACK",
+                "POOL_TARGET_SIZE",
+                "ROOM_PIN_LENGTH",
+            ]
+        );
+        // The same rules as one at a time.
+        let first = load(&vars).unwrap_err();
+        assert!(errors.contains(&first));
+
+        // A malformed required setting is reported once, as malformed (not also as missing).
+        let mut vars = base();
+        vars.insert("PEXIP_BASE_URL".into(), "pexip.example.org".into());
+        let errors = Settings::from_lookup_all(|k| vars.get(k).cloned()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].rule, "must be an absolute http(s) URL");
+
+        // Commands that serve nothing do not need the serving settings.
+        let mut vars = base();
+        vars.remove("AUTH_MODE");
+        vars.insert("EVENT_SINK_USERNAME".into(), "u".into());
+        assert!(Settings::for_commands(|k| vars.get(k).cloned()).is_ok());
+        assert_eq!(
+            Settings::from_lookup_all(|k| vars.get(k).cloned())
+                .unwrap_err()
+                .len(),
+            2
+        );
+        assert!(Settings::from_lookup_all(|k| base().get(k).cloned()).is_ok());
     }
 
     #[test]

@@ -63,10 +63,14 @@ impl AppError {
     }
 
     pub fn unavailable(detail: impl Into<String>, cause: impl std::fmt::Display) -> Self {
-        Self::Unavailable {
-            detail: detail.into(),
-            cause: cause.to_string(),
-        }
+        let detail = detail.into();
+        let cause = cause.to_string();
+        // Causes often say the same thing first ("Pexip is unavailable: …"): say it once.
+        let cause = match cause.strip_prefix(detail.as_str()) {
+            Some(rest) => rest.trim_start_matches(':').trim_start().to_owned(),
+            None => cause,
+        };
+        Self::Unavailable { detail, cause }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -114,6 +118,9 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: String,
+    /// `urn:uuid:<request id>`, the `invocation_id` of the request's log lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance: Option<String>,
 }
 
 impl IntoResponse for AppError {
@@ -137,6 +144,7 @@ impl IntoResponse for AppError {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: self.public_detail(),
+            instance: crate::routes::request_id().map(|id| format!("urn:uuid:{id}")),
         };
         let mut response = (
             status,
@@ -188,5 +196,16 @@ mod tests {
         assert_eq!(json["status"], 503);
         assert_eq!(json["detail"], "Pexip is unavailable");
         assert!(!String::from_utf8_lossy(&body).contains("secret-path"));
+    }
+
+    #[test]
+    fn a_cause_that_repeats_the_detail_is_not_doubled() {
+        let e = AppError::unavailable(
+            "Pexip is unavailable",
+            "Pexip is unavailable: connection refused",
+        );
+        assert_eq!(e.to_string(), "Pexip is unavailable: connection refused");
+        let e = AppError::unavailable("the room pool is unavailable", "timed out");
+        assert_eq!(e.to_string(), "the room pool is unavailable: timed out");
     }
 }

@@ -58,6 +58,8 @@ pub async fn run(broker: &Broker, dry_run: bool) -> RunReport {
     // made visible after the given delay.
     let mut held: Vec<(Received, Duration)> = Vec::new();
     let grace = broker.settings().pool.gc_grace;
+    // Dry run: the rooms that would be deleted, by name.
+    let mut would_delete: Vec<String> = Vec::new();
     let mut stop: Option<String> = None;
     let mut budget_hit = false;
 
@@ -81,7 +83,12 @@ pub async fn run(broker: &Broker, dry_run: bool) -> RunReport {
             counts.due += 1;
             let outcome = handle(broker, &msg, dry_run).await;
             match outcome {
-                Outcome::Deleted => counts.deleted += 1,
+                Outcome::Deleted => {
+                    counts.deleted += 1;
+                    if dry_run {
+                        would_delete.push(room_name(&msg.text));
+                    }
+                }
                 Outcome::Gone => counts.gone += 1,
                 Outcome::Running => {
                     counts.running += 1;
@@ -121,17 +128,34 @@ pub async fn run(broker: &Broker, dry_run: bool) -> RunReport {
     } else {
         "room gc"
     };
-    let verb = if dry_run { "would delete" } else { "deleted" };
-    let summary = format!(
-        "{prefix}: {} due, {verb} {}, {} already gone, {} still running (put back), {} persistent skipped, {} invalid discarded, {} failed",
-        counts.due,
-        counts.deleted,
-        counts.gone,
-        counts.running,
-        counts.persistent,
-        counts.invalid,
-        counts.failed
-    );
+    let summary = if dry_run {
+        let names = if would_delete.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", would_delete.join(", "))
+        };
+        format!(
+            "{prefix}: {} due, would delete {}{names}, {} already gone, {} still running (would be put back), {} persistent (would be skipped), {} invalid (would be discarded), {} failed",
+            counts.due,
+            counts.deleted,
+            counts.gone,
+            counts.running,
+            counts.persistent,
+            counts.invalid,
+            counts.failed
+        )
+    } else {
+        format!(
+            "{prefix}: {} due, deleted {}, {} already gone, {} still running (put back), {} persistent skipped, {} invalid discarded, {} failed",
+            counts.due,
+            counts.deleted,
+            counts.gone,
+            counts.running,
+            counts.persistent,
+            counts.invalid,
+            counts.failed
+        )
+    };
     if let Some(reason) = stop {
         report.fail(format!(
             "{prefix} stopped: {reason}; the remaining messages wait for the next run"
@@ -195,6 +219,15 @@ async fn handle(broker: &Broker, msg: &Received, dry_run: bool) -> Outcome {
     }
 }
 
+/// The room a deletion message names, for reports.
+fn room_name(text: &str) -> String {
+    match message::decode(text) {
+        Ok(PoolMessage::LegacyName(name)) => name,
+        Ok(PoolMessage::Room(room)) => room.name,
+        Err(_) => "an unreadable message".to_owned(),
+    }
+}
+
 fn pexip_failure(name: &str, what: &str, e: PexipError) -> Outcome {
     match e {
         PexipError::Unavailable(_) | PexipError::Auth(_) | PexipError::Config(_) => {
@@ -222,7 +255,7 @@ async fn discard(broker: &Broker, msg: &Received, dry_run: bool, outcome: Outcom
 
 /// `maxconf gc [--dry-run]`: one run, its report on stdout; true when it succeeded.
 pub async fn command(broker: &Broker, dry_run: bool) -> bool {
-    let report = run(broker, dry_run).await;
+    let report = crate::routes::invoke::printed(run(broker, dry_run)).await;
     for line in &report.logs {
         println!("{line}");
     }

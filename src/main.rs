@@ -25,6 +25,10 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// The pool (ready and warming rooms), Pexip's rooms by state, the deletion backlog, the
+    /// last maintainer and GC runs, and whether storage and Pexip answer. Exits 1 when
+    /// something is down or ready rooms are below --min-ready.
+    Status(StatusArgs),
     /// Inspect or steer the room pool.
     Pool {
         #[command(subcommand)]
@@ -42,16 +46,33 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Everything on one machine, no Azure and no Pexip: a Pexip simulator, an in-memory pool, auth off.
+    /// Check every setting at once, then probe storage, Pexip, Entra and Genesys (a few
+    /// seconds each), naming what cannot be reached and the likely fix.
+    Doctor,
+    /// Everything on one machine, no Azure and no Pexip: a Pexip simulator, an in-memory pool,
+    /// auth off; otherwise as in production (settings from the environment, timers, public
+    /// routes, a control for Pexip faults).
     Dev {
         #[arg(long, default_value_t = 7071)]
         port: u16,
-        /// Rooms seeded into the pool.
+        /// Rooms seeded into the pool at start (the target stays POOL_TARGET_SIZE).
         #[arg(long, default_value_t = 10)]
         rooms: u32,
         /// Latency the simulated Pexip adds to each request, in milliseconds.
         #[arg(long, default_value_t = 0)]
         pexip_latency_ms: u64,
+    },
+    /// Send an event to a running service's event sink, as Pexip would, with
+    /// EVENT_SINK_USERNAME and EVENT_SINK_PASSWORD (`maxconf dev` prints them).
+    Trigger {
+        /// The event: `conference_ended`.
+        #[arg(value_parser = ["conference_ended"])]
+        event: String,
+        /// The room (conference name) the event is about.
+        room: String,
+        /// The service's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:7071")]
+        url: String,
     },
     /// Only the Pexip Management API simulator (HTTP Basic dev/dev), for `maxconf serve` or
     /// `func start` with local.settings.json.
@@ -64,10 +85,20 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Ready rooms below this are a failure (default: half of POOL_TARGET_SIZE).
+    #[arg(long)]
+    min_ready: Option<u64>,
+}
+
 #[derive(Subcommand)]
 enum PoolAction {
-    /// Rooms in the pool (including warming-up ones), its target and the deletion backlog.
-    Status,
+    /// Same as `maxconf status`.
+    Status(StatusArgs),
     /// Add rooms: --count of them, or as many as the pool lacks of POOL_TARGET_SIZE.
     Fill {
         #[arg(long)]
@@ -86,15 +117,28 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { port: None }) {
         Command::Serve { port } => serve(port).await,
+        Command::Status(args)
+        | Command::Pool {
+            action: PoolAction::Status(args),
+        } => {
+            run_on_broker(true, |broker| async move {
+                maxconf::status::command(&broker, args.json, args.min_ready).await
+            })
+            .await
+        }
         Command::Pool { action } => {
             with_broker(|broker| async move {
                 match action {
-                    PoolAction::Status => ops::pool_status(&broker).await,
+                    PoolAction::Status(_) => unreachable!("handled above"),
                     PoolAction::Fill { count } => ops::pool_fill(&broker, count).await,
                     PoolAction::Drain { yes: _ } => ops::pool_drain(&broker).await,
                 }
             })
             .await
+        }
+        Command::Doctor => {
+            let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+            ExitCode::from(maxconf::doctor::run(|name| vars.get(name).cloned()).await)
         }
         Command::Reap { dry_run } => {
             with_broker(|broker| async move { ops::reap(&broker, dry_run).await }).await
@@ -107,13 +151,27 @@ async fn main() -> ExitCode {
             rooms,
             pexip_latency_ms,
         } => {
-            telemetry::init(LogFormat::Text);
             let options = DevOptions {
                 port,
                 rooms,
                 pexip_latency: Duration::from_millis(pexip_latency_ms),
             };
             exit_status("maxconf dev", dev::run(options).await)
+        }
+        Command::Trigger { event, room, url } => {
+            let (Ok(user), Ok(password)) = (
+                std::env::var("EVENT_SINK_USERNAME"),
+                std::env::var("EVENT_SINK_PASSWORD"),
+            ) else {
+                eprintln!(
+                    "maxconf trigger: set EVENT_SINK_USERNAME and EVENT_SINK_PASSWORD (maxconf dev prints them)"
+                );
+                return ExitCode::from(2);
+            };
+            exit_status(
+                "maxconf trigger",
+                dev::trigger(&url, &event, &room, &user, &password).await,
+            )
         }
         Command::Simulate { port, latency_ms } => {
             telemetry::init(LogFormat::Text);
@@ -133,13 +191,27 @@ fn exit_status<E: std::fmt::Display>(what: &str, result: Result<(), E>) -> ExitC
     }
 }
 
-/// Settings from the environment; a bad one is one line on stderr and exit status 2.
+/// Settings from the environment; each bad one is one line on stderr, then exit status 2.
 fn settings() -> Result<Settings, ExitCode> {
-    Settings::from_env().map_err(|e| {
-        eprintln!("maxconf: invalid setting {e}");
-        ExitCode::from(2)
-    })
+    let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    Settings::from_lookup_all(|name| vars.get(name).cloned()).map_err(settings_failed)
 }
+
+/// Settings for commands that serve nothing: the serving-only settings are not read.
+fn command_settings() -> Result<Settings, ExitCode> {
+    let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    Settings::for_commands(|name| vars.get(name).cloned()).map_err(settings_failed)
+}
+
+fn settings_failed(errors: Vec<maxconf::config::ConfigError>) -> ExitCode {
+    for e in errors {
+        eprintln!("maxconf: invalid setting {e}");
+    }
+    ExitCode::from(2)
+}
+
+/// How long a command waits for storage to accept a connection before giving up.
+const COMMAND_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs an operator command on a broker over the real queues: exit 0 when it reports
 /// success, 1 when anything failed.
@@ -148,14 +220,43 @@ where
     F: FnOnce(Arc<Broker>) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let settings = match settings() {
+    run_on_broker(false, command).await
+}
+
+/// [`with_broker`]; `reports_storage`: the command reports an unreachable storage itself.
+async fn run_on_broker<F, Fut>(reports_storage: bool, command: F) -> ExitCode
+where
+    F: FnOnce(Arc<Broker>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let settings = match command_settings() {
         Ok(settings) => settings,
         Err(code) => return code,
     };
     telemetry::init_for_commands(settings.log_format);
+    // Fail fast and name the host rather than wait out the SDK's retries. `status` reports
+    // storage itself, with the rest.
+    let reachable = maxconf::doctor::storage_reachable(&settings, COMMAND_PROBE_TIMEOUT).await;
+    if let Err(e) = &reachable
+        && !reports_storage
+    {
+        eprintln!("maxconf: {e}");
+        return ExitCode::FAILURE;
+    }
     let broker = async {
         let (pool, deletions) = app::azure_queues(&settings)?;
-        app::broker(settings, pool, deletions).await
+        if reachable.is_ok() {
+            app::broker(settings, pool, deletions).await
+        } else {
+            // Storage is down: do not wait on creating the queues.
+            let pexip = maxconf::pexip::PexipClient::new(&settings.pexip)?;
+            Ok(Arc::new(Broker::new(
+                Arc::new(settings),
+                pexip,
+                pool,
+                deletions,
+            )))
+        }
     }
     .await;
     match broker {

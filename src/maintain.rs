@@ -337,18 +337,19 @@ pub async fn run_plan(broker: &Broker, plan: Plan) -> RunReport {
     let until = started + RUN_BUDGET;
     let mut report = RunReport::default();
     let mode = if plan.dry_run { " (dry run)" } else { "" };
+    let job = if plan.fill { "pool maintain" } else { "reap" };
     let inventory = match inventory(broker).await {
         Ok(inventory) => inventory,
         Err(e) => {
             report.fail(format!(
-                "pool maintain{mode}: Pexip inventory failed, nothing changed: {e}"
+                "{job}{mode}: Pexip inventory failed, nothing changed: {e}"
             ));
             return report;
         }
     };
     let counts = Counts::of(&inventory, broker.settings());
     report.log(format!(
-        "pool maintain{mode}: Pexip has {} rooms ({} not handed out, {} handed out, {} persistent, {} other)",
+        "{job}{mode}: Pexip has {} rooms ({} not handed out, {} handed out, {} persistent, {} other)",
         inventory.len(),
         counts.unallocated,
         counts.allocated,
@@ -370,7 +371,7 @@ pub async fn run_plan(broker: &Broker, plan: Plan) -> RunReport {
                 let line = format!(
                     "pool at {}/{target}: {} added, {} failed{}",
                     fill.size,
-                    rooms(fill.created),
+                    rooms(fill.created as usize),
                     fill.failed,
                     if fill.out_of_time {
                         "; run budget spent, the next run goes on"
@@ -390,7 +391,7 @@ pub async fn run_plan(broker: &Broker, plan: Plan) -> RunReport {
     report
 }
 
-fn rooms(n: u32) -> String {
+fn rooms(n: usize) -> String {
     if n == 1 {
         "1 room".into()
     } else {
@@ -509,14 +510,14 @@ async fn repair(
         }
     }
     let line = format!(
-        "queue: {}; {migrated} rooms' state moved to their alias; {settled} {} rooms: {}{partial}",
+        "queue: {}; {migrated} rooms' state moved to their alias; {settled} {}: {}{partial}",
         // A dry run removes nothing, so both looks count the same messages.
         removed(if dry_run {
             first.removed.max(second.removed)
         } else {
             first.removed + second.removed
         }),
-        done.len(),
+        rooms(done.len()),
         done.join(", ")
     );
     if failed > 0 && broker.pexip().probe().await.is_err() {

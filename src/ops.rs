@@ -13,6 +13,37 @@ use crate::pexip::PexipError;
 use crate::pool::MAX_BATCH;
 use crate::pool::message::{self, PoolMessage};
 
+/// "1 room", "2 rooms".
+fn rooms(n: u64) -> String {
+    if n == 1 {
+        "1 room".to_owned()
+    } else {
+        format!("{n} rooms")
+    }
+}
+
+/// A spinner on a terminal while a job of a few seconds runs; one line on stderr otherwise.
+struct Waiting(Option<ProgressBar>);
+
+impl Waiting {
+    fn start(what: &str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            eprintln!("{what}…");
+            return Self(None);
+        }
+        let spinner = ProgressBar::new_spinner();
+        spinner.set_message(what.to_owned());
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        Self(Some(spinner))
+    }
+
+    fn finish(self) {
+        if let Some(spinner) = self.0 {
+            spinner.finish_and_clear();
+        }
+    }
+}
+
 /// A progress bar on a terminal; plain lines on anything else (CI logs, pipes).
 struct Progress(Option<ProgressBar>);
 
@@ -45,37 +76,6 @@ impl Progress {
     }
 }
 
-pub async fn pool_status(broker: &Broker) -> bool {
-    match crate::pool::status::status(broker).await {
-        Ok(s) => {
-            println!(
-                "queue {}: {} rooms (target {}), deletion backlog {}",
-                s.queue, s.available, s.target, s.deletion_backlog
-            );
-            let hours = &broker.settings().service_hours;
-            if hours.configured() {
-                println!("{}", service_line(hours));
-            }
-            true
-        }
-        Err(e) => {
-            eprintln!("pool status failed: {e}");
-            false
-        }
-    }
-}
-
-/// `service: open until …` / `service: closed until …`, when service hours are configured.
-fn service_line(hours: &crate::service_hours::ServiceHours) -> String {
-    let status = hours.status();
-    let state = if status.is_open() { "open" } else { "closed" };
-    match status.next_change() {
-        Some(at) => format!("service: {state} until {at} ({})", hours.timezone()),
-        None if hours.changes() => format!("service: {state}, no change within two years"),
-        None => format!("service: {state} (SERVICE_OVERRIDE)"),
-    }
-}
-
 /// Adds `count` rooms, or as many as the pool lacks of its target.
 pub async fn pool_fill(broker: &Broker, count: Option<u64>) -> bool {
     let count = match count {
@@ -103,8 +103,10 @@ pub async fn pool_fill(broker: &Broker, count: Option<u64>) -> bool {
     .await;
     progress.finish();
     println!(
-        "added {} rooms, {} failed; the pool now holds {}",
-        fill.created, fill.failed, fill.size
+        "added {}, {} failed; the pool now holds {}",
+        rooms(u64::from(fill.created)),
+        fill.failed,
+        fill.size
     );
     fill.failed == 0
 }
@@ -134,8 +136,8 @@ pub async fn pool_drain(broker: &Broker) -> bool {
                     progress.step(format!("deleted {name}"));
                     broker.pool().delete(&msg).await.is_ok()
                 }
-                Err(e) => {
-                    progress.step(format!("could not delete a room: {e}"));
+                Err((name, e)) => {
+                    progress.step(format!("could not delete {name}: {e}"));
                     let _ = broker.pool().release(&msg, Duration::ZERO).await;
                     false
                 }
@@ -152,18 +154,18 @@ pub async fn pool_drain(broker: &Broker) -> bool {
         }
     }
     progress.finish();
-    println!("drained {drained} rooms, {failed} failed");
+    println!("drained {}, {failed} failed", rooms(drained));
     failed == 0
 }
 
 /// Deletes the room a pool message names; persistent and unknown rooms are left alone.
-async fn drain_room(broker: &Broker, text: &str) -> Result<String, PexipError> {
+async fn drain_room(broker: &Broker, text: &str) -> Result<String, (String, PexipError)> {
     let (id, name) = match message::decode(text) {
         Ok(PoolMessage::Room(room)) => (Some(room.id), room.name),
-        Ok(PoolMessage::LegacyName(name)) => (
-            broker.pexip().find_by_name(&name).await?.map(|c| c.id),
-            name,
-        ),
+        Ok(PoolMessage::LegacyName(name)) => match broker.pexip().find_by_name(&name).await {
+            Ok(found) => (found.map(|c| c.id), name),
+            Err(e) => return Err((name, e)),
+        },
         Err(_) => return Ok("an unreadable message".into()),
     };
     if broker.settings().rooms.is_persistent(&name) {
@@ -172,7 +174,7 @@ async fn drain_room(broker: &Broker, text: &str) -> Result<String, PexipError> {
     if let Some(id) = id {
         match broker.pexip().delete_conference(id).await {
             Ok(()) | Err(PexipError::NotFound) => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err((name, e)),
         }
     }
     Ok(name)
@@ -180,15 +182,19 @@ async fn drain_room(broker: &Broker, text: &str) -> Result<String, PexipError> {
 
 /// Orphans and leaked rooms: the maintainer's repair without the top-up.
 pub async fn reap(broker: &Broker, dry_run: bool) -> bool {
-    let report = maintain::run_plan(
+    // A room is judged on two looks a few seconds apart: say so rather than sit silent.
+    let waiting =
+        Waiting::start("reading Pexip and the queue, then a second look a few seconds later");
+    let report = crate::routes::invoke::printed(maintain::run_plan(
         broker,
         Plan {
             dry_run,
             reap: true,
             fill: false,
         },
-    )
+    ))
     .await;
+    waiting.finish();
     for line in &report.logs {
         println!("{line}");
     }

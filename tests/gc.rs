@@ -252,7 +252,11 @@ async fn dry_run_changes_nothing() {
     assert!(!report.failed, "{:?}", report.logs);
     let text = report.logs.join("\n");
     assert!(
-        text.contains("room gc (dry run): 4 due, would delete 1, 0 already gone, 1 still running"),
+        text.contains(
+            "room gc (dry run): 4 due, would delete 1 (room1), 0 already gone, \
+             1 still running (would be put back), 1 persistent (would be skipped), \
+             1 invalid (would be discarded), 0 failed"
+        ),
         "{text}"
     );
     assert_eq!(sim.sim.room_count(), 2);
@@ -300,7 +304,7 @@ async fn the_gc_command_does_the_timer_s_work_with_an_exit_status() {
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        stdout.contains("room gc (dry run): 1 due, would delete 1"),
+        stdout.contains("room gc (dry run): 1 due, would delete 1 (room1),"),
         "{stdout}"
     );
     assert!(sim.sim.room_by_name("room1").is_some());
@@ -309,6 +313,11 @@ async fn the_gc_command_does_the_timer_s_work_with_an_exit_status() {
     let out = maxconf_gc(&env, &[]).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(sim.sim.room_by_name("room1").is_some());
+    // The summary is printed once, on stdout, not logged to stderr as well.
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stdout.contains("room gc stopped"), "{stdout}");
+    assert!(!stderr.contains("room gc"), "{stderr}");
 
     sim.sim.set_down(false);
     let out = maxconf_gc(&env, &[]).await;

@@ -2,17 +2,18 @@
 //! `{"Data":{…},"Metadata":{…}}` and answered `{"Outputs":{},"Logs":[…],"ReturnValue":null}`.
 //! `Logs` lands in the invocation's own telemetry; a non-2xx answer fails the invocation.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::AppState;
 use crate::error::AppError;
 
-pub use crate::run_report::RunReport;
+pub use crate::run_report::{RunReport, printed};
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -22,8 +23,8 @@ struct InvocationReply {
     return_value: Value,
 }
 
-/// The timer functions this handler answers (the function folders with a `timerTrigger`).
-pub const TIMER_FUNCTIONS: &[&str] = &[
+/// The timer functions the host may invoke, each `POST /<function name>`.
+pub const TIMER_FUNCTIONS: [&str; 3] = [
     "function-pool-maintain",
     "function-metrics",
     "function-room-gc",
@@ -42,26 +43,39 @@ pub fn timers_disabled(state: &AppState, function: &str) -> Option<RunReport> {
     Some(report)
 }
 
-/// `POST /{function}`: the host's JSON invocation of a timer function.
-pub async fn invoke(
-    State(state): State<AppState>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Response, AppError> {
-    let Path(function) = path.map_err(|_| AppError::NotFound("no such function".into()))?;
-    if !TIMER_FUNCTIONS.contains(&function.as_str()) {
-        return Err(AppError::NotFound(format!("no function named {function}")));
-    }
-    if let Some(report) = timers_disabled(&state, &function) {
+/// `POST /<function name>` for each of [`TIMER_FUNCTIONS`], and nothing else.
+pub fn router() -> Router<AppState> {
+    TIMER_FUNCTIONS
+        .into_iter()
+        .fold(Router::new(), |router, function| {
+            router.route(
+                &format!("/{function}"),
+                post(move |State(state): State<AppState>| invoke(state, function)),
+            )
+        })
+}
+
+/// The host's JSON invocation of a timer function.
+async fn invoke(state: AppState, function: &'static str) -> Result<Response, AppError> {
+    if let Some(report) = timers_disabled(&state, function) {
         return Ok(reply(report));
     }
     let broker = &state.broker;
-    if let Some(report) = outside_service_hours(broker, &function) {
+    if let Some(report) = outside_service_hours(broker, function) {
         return Ok(reply(report));
     }
-    let report = match function.as_str() {
-        "function-pool-maintain" => crate::maintain::run(broker, false).await,
+    let report = match function {
+        "function-pool-maintain" => {
+            let report = crate::maintain::run(broker, false).await;
+            crate::runs::record(broker, "maintain", &report).await;
+            report
+        }
         "function-metrics" => crate::metrics::run(broker).await,
-        "function-room-gc" => crate::gc::run(broker, false).await,
+        "function-room-gc" => {
+            let report = crate::gc::run(broker, false).await;
+            crate::runs::record(broker, "gc", &report).await;
+            report
+        }
         _ => return Err(AppError::NotFound(format!("no function named {function}"))),
     };
     Ok(reply(report))

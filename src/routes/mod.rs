@@ -55,8 +55,9 @@ pub fn router(state: AppState) -> Router {
         .merge(private)
         .merge(public::router(&state))
         .route("/api/health", get(health::health))
-        // Timer functions: the host's JSON invocation protocol, on loopback, no token.
-        .route("/{function}", axum::routing::post(invoke::invoke))
+        // Timer functions: the host's JSON invocation protocol, on loopback, no token. Only
+        // their names are routes: any other one-segment path (`/favicon.ico`, `/api`) is a 404.
+        .merge(invoke::router())
         .fallback(|| async { AppError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -64,16 +65,71 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// One span per request carrying the Functions invocation id. Headers are never logged: the
+/// The router as it is served: a trailing slash is trimmed before routing, so `/api/rooms/`
+/// is `/api/rooms` (as the Functions host's own routing treats it).
+pub fn service(state: AppState) -> Router {
+    let routes = router(state);
+    Router::new()
+        .fallback_service(tower_http::normalize_path::NormalizePath::trim_trailing_slash(routes))
+}
+
+tokio::task_local! {
+    /// The id of the request being served: the error body's `instance` and the span's
+    /// `invocation_id`.
+    static REQUEST_ID: String;
+}
+
+/// The id of the request this task serves, if any.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// The request's id: the host's invocation id when it is a GUID (so the id matches the
+/// invocation in Application Insights), else a generated one. A header that is there but not a
+/// GUID is reported (without its value: headers are never logged), not silently dropped.
+fn request_id_of(request: &Request) -> (String, Option<&'static str>) {
+    match request.headers().get("x-azure-functions-invocationid") {
+        None => (new_guid(), None),
+        Some(value) => match value.to_str().ok().filter(|v| is_guid(v)) {
+            Some(id) => (id.to_ascii_lowercase(), None),
+            None => (
+                new_guid(),
+                Some("X-Azure-Functions-InvocationId is not a GUID"),
+            ),
+        },
+    }
+}
+
+/// `8-4-4-4-12` hex digits, as the host sends invocation ids.
+pub fn is_guid(value: &str) -> bool {
+    let groups: Vec<&str> = value.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A random (version 4) GUID.
+pub fn new_guid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// One span per request carrying the request's id (see [`request_id_of`]). Headers are never logged: the
 /// forwarded request carries the function key and the caller's bearer token.
 async fn request_span(request: Request, next: Next) -> Response {
-    let invocation_id = request
-        .headers()
-        .get("x-azure-functions-invocationid")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
-        .unwrap_or("")
-        .to_owned();
+    let (invocation_id, replaced) = request_id_of(&request);
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
@@ -81,7 +137,10 @@ async fn request_span(request: Request, next: Next) -> Response {
         invocation_id = %invocation_id,
         room = tracing::field::Empty,
     );
-    async move {
+    let served = async move {
+        if let Some(why) = replaced {
+            tracing::warn!("{why}; this request is logged under a generated id instead");
+        }
         let started = Instant::now();
         let response = next.run(request).await;
         tracing::info!(
@@ -91,8 +150,8 @@ async fn request_span(request: Request, next: Next) -> Response {
         );
         response
     }
-    .instrument(span)
-    .await
+    .instrument(span);
+    REQUEST_ID.scope(invocation_id, served).await
 }
 
 /// Turns an axum extractor rejection into the same problem+json as every other error.
