@@ -35,8 +35,9 @@ if [[ "${PACKAGE_SKIP_BUILD:-0}" != "1" ]]; then
             exit 1
         fi
     fi
-    echo "package: cargo build --release --locked --target $target"
-    cargo build --release --locked --target "$target"
+    # No simulator and no `maxconf dev` in what ships (the `sim` feature is for development).
+    echo "package: cargo build --release --locked --no-default-features --target $target"
+    cargo build --release --locked --no-default-features --target "$target"
 fi
 [[ -x "$binary" ]] || { echo "package: no binary at $binary" >&2; exit 1; }
 

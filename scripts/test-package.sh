@@ -98,8 +98,15 @@ azurite_ready() { [[ -n "$(azurite_port)" ]]; }
 wait_for "Azurite" 60 azurite_ready || { cat "$work/azurite.log" >&2; fail "Azurite did not start"; }
 queue_port="$(azurite_port)"
 
+# The package carries no simulator: `maxconf dev` and `maxconf simulate` are not in it.
+if "$bin" simulate --help >/dev/null 2>&1; then
+    fail "the packaged binary must not carry the Pexip simulator"
+fi
+# The simulator comes from a development build instead.
+sim_bin="$root/target/debug/maxconf"
+[[ -x "$sim_bin" ]] || cargo build --locked --quiet
 sim_port="$(free_port)"
-"$bin" simulate --port "$sim_port" </dev/null >"$work/simulator.log" 2>&1 &
+"$sim_bin" simulate --port "$sim_port" </dev/null >"$work/simulator.log" 2>&1 &
 pids+=($!)
 wait_for "Pexip simulator" 30 curl -sf -o /dev/null -u dev:dev "http://127.0.0.1:$sim_port/api/admin/configuration/v1/conference/" \
     || { cat "$work/simulator.log" >&2; fail "the simulator did not start"; }

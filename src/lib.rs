@@ -6,6 +6,8 @@ pub mod auth;
 pub mod broker;
 pub mod conference;
 pub mod config;
+/// `maxconf dev` and `maxconf simulate`: development builds only (the `sim` feature).
+#[cfg(feature = "sim")]
 pub mod dev;
 pub mod doctor;
 pub mod error;
@@ -24,8 +26,12 @@ pub mod run_report;
 pub mod runs;
 pub mod secret;
 pub mod service_hours;
+/// The Pexip simulator: development builds and tests only (the `sim` feature), never the
+/// shipped package.
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod telemetry;
 pub mod tls;
+pub mod trigger;
 pub mod uui;

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use maxconf::broker::Broker;
-use maxconf::config::{LogFormat, Settings};
+#[cfg(feature = "sim")]
+use maxconf::config::LogFormat;
+use maxconf::config::Settings;
+#[cfg(feature = "sim")]
 use maxconf::dev::{self, DevOptions};
 use maxconf::{app, ops, telemetry};
 
@@ -52,6 +55,7 @@ enum Command {
     /// Everything on one machine, no Azure and no Pexip: a Pexip simulator, an in-memory pool,
     /// auth off; otherwise as in production (settings from the environment, timers, public
     /// routes, a control for Pexip faults).
+    #[cfg(feature = "sim")]
     Dev {
         #[arg(long, default_value_t = 7071)]
         port: u16,
@@ -76,6 +80,7 @@ enum Command {
     },
     /// Only the Pexip Management API simulator (HTTP Basic dev/dev), for `maxconf serve` or
     /// `func start` with local.settings.json.
+    #[cfg(feature = "sim")]
     Simulate {
         #[arg(long, default_value_t = 8480)]
         port: u16,
@@ -146,6 +151,7 @@ async fn main() -> ExitCode {
         Command::Gc { dry_run } => {
             with_broker(|broker| async move { maxconf::gc::command(&broker, dry_run).await }).await
         }
+        #[cfg(feature = "sim")]
         Command::Dev {
             port,
             rooms,
@@ -170,9 +176,10 @@ async fn main() -> ExitCode {
             };
             exit_status(
                 "maxconf trigger",
-                dev::trigger(&url, &event, &room, &user, &password).await,
+                maxconf::trigger::trigger(&url, &event, &room, &user, &password).await,
             )
         }
+        #[cfg(feature = "sim")]
         Command::Simulate { port, latency_ms } => {
             telemetry::init(LogFormat::Text);
             let latency = Duration::from_millis(latency_ms);
