@@ -354,6 +354,7 @@ async fn an_unreachable_tenant_is_503_not_401() {
         ("AUTH_MODE", "entra".to_owned()),
         ("AUTH_TENANT_ID", TENANT.to_owned()),
         ("AUTH_AUDIENCE", AUDIENCE.to_owned()),
+        ("AUTH_REQUIRED_ROLE", ROLE.to_owned()),
         (
             "AUTH_OPENID_CONFIG_URL",
             format!("http://127.0.0.1:{port}/{TENANT}/v2.0/.well-known/openid-configuration"),
