@@ -145,6 +145,8 @@ param authAudience string
 @description('Application (client) id of the API app registration: the audience of v2 tokens.')
 param authApiClientId string
 
+@description('App role a caller must hold (AUTH_REQUIRED_ROLE); required: with AUTH_MODE=entra an empty role stops start-up.')
+@minLength(1)
 param authRequiredRole string = 'Rooms.Manage'
 
 @description('AUTH_OPENID_CONFIG_URL override (sovereign clouds); empty: Entra\'s, from the tenant.')

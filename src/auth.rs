@@ -1,12 +1,16 @@
 //! Entra ID bearer tokens, checked in the function itself (defence in depth behind APIM).
 //!
-//! Signing keys come from the tenant's OpenID configuration (`jwks_uri`) and are cached. An
-//! unknown `kid` (key rotation) triggers one refetch, at most once per [`REFETCH_INTERVAL`], so a
-//! flood of forged tokens cannot hammer Entra. The algorithm is pinned by the key (RSA keys:
+//! Signing keys come from the tenant's OpenID configuration (`jwks_uri`) and are cached. Once
+//! they are older than a day a request starts a refresh in the background and is checked with
+//! the cached keys meanwhile, so an Entra outage never holds requests. Only an unknown `kid`
+//! (key rotation) makes a request wait for a refetch, at most once per [`REFETCH_INTERVAL`], so
+//! a flood of forged tokens cannot hammer Entra. The algorithm is pinned by the key (RSA keys:
 //! RS256 only), so neither `none` nor HS256-with-a-public-key is accepted. Issuer (v1 and v2
 //! forms), audience, `exp`/`nbf` (60 s leeway) and the required app role are checked.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -25,7 +29,7 @@ use crate::routes::AppState;
 
 /// The shortest time between two key fetches triggered by unknown key ids.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
-/// Keys are refreshed in the background of a request after this long anyway.
+/// Keys older than this are refreshed in the background (the request does not wait).
 const KEYS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const LEEWAY_SECS: u64 = 60;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,15 +60,24 @@ impl From<AuthError> for AppError {
 }
 
 pub struct EntraValidator {
+    audiences: Vec<String>,
+    required_role: Option<String>,
+    /// Shared with background refreshes.
+    source: Arc<KeySource>,
+}
+
+/// The tenant's signing keys, cached, and how they are fetched.
+struct KeySource {
     http: reqwest::Client,
     config_url: Url,
     tenant_id: String,
-    audiences: Vec<String>,
-    required_role: Option<String>,
     keys: RwLock<Keys>,
     /// Serialises fetches and remembers when the last one started.
     fetching: Mutex<Option<Instant>>,
+    /// A background refresh is running (at most one at a time).
+    refreshing: AtomicBool,
     refetch_interval: Duration,
+    keys_max_age: Duration,
 }
 
 #[derive(Default)]
@@ -111,20 +124,35 @@ impl EntraValidator {
             .build()
             .map_err(|_| AuthError::KeysUnavailable("HTTP client".into()))?;
         Ok(Some(Self {
-            http,
-            config_url,
-            tenant_id: tenant_id.clone(),
             audiences: audiences.clone(),
             required_role: required_role.clone(),
-            keys: RwLock::new(Keys::default()),
-            fetching: Mutex::new(None),
-            refetch_interval: REFETCH_INTERVAL,
+            source: Arc::new(KeySource {
+                http,
+                config_url,
+                tenant_id: tenant_id.clone(),
+                keys: RwLock::new(Keys::default()),
+                fetching: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
+                refetch_interval: REFETCH_INTERVAL,
+                keys_max_age: KEYS_MAX_AGE,
+            }),
         }))
     }
 
-    /// Overrides the minimum time between key fetches (tests).
+    /// Overrides the minimum time between key fetches (tests). Call before the first check.
     pub fn with_refetch_interval(mut self, interval: Duration) -> Self {
-        self.refetch_interval = interval;
+        if let Some(source) = Arc::get_mut(&mut self.source) {
+            source.refetch_interval = interval;
+        }
+        self
+    }
+
+    /// Overrides how old cached keys may get before they are refreshed (tests). Call before
+    /// the first check.
+    pub fn with_keys_max_age(mut self, age: Duration) -> Self {
+        if let Some(source) = Arc::get_mut(&mut self.source) {
+            source.keys_max_age = age;
+        }
         self
     }
 
@@ -144,7 +172,7 @@ impl EntraValidator {
             return Err(AuthError::Invalid);
         }
         let kid = header.kid.ok_or(AuthError::Invalid)?;
-        let (key, issuers) = self.key(&kid).await?;
+        let (key, issuers) = KeySource::key(&self.source, &kid).await?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
@@ -160,23 +188,43 @@ impl EntraValidator {
             _ => Ok(()),
         }
     }
+}
 
-    async fn key(&self, kid: &str) -> Result<(DecodingKey, Vec<String>), AuthError> {
+impl KeySource {
+    /// The key for `kid`. A known one is answered from the cache at once (starting a background
+    /// refresh when the keys are old); only an unknown one waits for a refetch.
+    async fn key(this: &Arc<Self>, kid: &str) -> Result<(DecodingKey, Vec<String>), AuthError> {
         {
-            let keys = self.keys.read().await;
-            let fresh = keys.fetched_at.is_some_and(|t| t.elapsed() < KEYS_MAX_AGE);
-            if let Some(key) = keys.by_kid.get(kid)
-                && fresh
-            {
+            let keys = this.keys.read().await;
+            if let Some(key) = keys.by_kid.get(kid) {
+                let stale = keys
+                    .fetched_at
+                    .is_none_or(|t| t.elapsed() >= this.keys_max_age);
+                if stale {
+                    Self::refresh_in_background(this);
+                }
                 return Ok((key.clone(), keys.issuers.clone()));
             }
         }
-        self.refetch().await?;
-        let keys = self.keys.read().await;
+        this.refetch().await?;
+        let keys = this.keys.read().await;
         keys.by_kid
             .get(kid)
             .map(|key| (key.clone(), keys.issuers.clone()))
             .ok_or(AuthError::Invalid)
+    }
+
+    /// Starts one refresh unless one is running. It is rate-limited like every fetch, and a
+    /// failure is logged and keeps the cached keys.
+    fn refresh_in_background(this: &Arc<Self>) {
+        if this.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let source = this.clone();
+        tokio::spawn(async move {
+            let _ = source.refetch().await;
+            source.refreshing.store(false, Ordering::Release);
+        });
     }
 
     /// Fetches the keys unless a fetch started less than the refetch interval ago.

@@ -286,7 +286,7 @@ impl Settings {
                     }
                     list
                 },
-                required_role: env.get("AUTH_REQUIRED_ROLE"),
+                required_role: required_role(&env)?,
                 openid_config_url: match env.get("AUTH_OPENID_CONFIG_URL") {
                     None => None,
                     Some(_) => Some(env.base_url("AUTH_OPENID_CONFIG_URL")?),
@@ -520,6 +520,39 @@ fn room_template(env: &Env<'_>) -> Result<Map<String, Value>, ConfigError> {
     Ok(map)
 }
 
+/// `AUTH_REQUIRED_ROLE` under `AUTH_MODE=entra`. Without a role any principal of the tenant that
+/// holds a token for the audience gets in, so that must be asked for explicitly with
+/// `AUTH_ALLOW_ANY_PRINCIPAL=true` (and then no role may be set: the two contradict).
+fn required_role(env: &Env) -> Result<Option<String>, ConfigError> {
+    let any = match env
+        .get("AUTH_ALLOW_ANY_PRINCIPAL")
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "AUTH_ALLOW_ANY_PRINCIPAL",
+                "must be `true` or `false`",
+            ));
+        }
+    };
+    match (env.get("AUTH_REQUIRED_ROLE"), any) {
+        (Some(role), false) => Ok(Some(role.trim().to_owned())),
+        (None, true) => Ok(None),
+        (Some(_), true) => Err(ConfigError::new(
+            "AUTH_ALLOW_ANY_PRINCIPAL",
+            "must not be `true` when AUTH_REQUIRED_ROLE is set",
+        )),
+        (None, false) => Err(ConfigError::new(
+            "AUTH_REQUIRED_ROLE",
+            "required when AUTH_MODE=entra (the app role callers must hold); set \
+             AUTH_ALLOW_ANY_PRINCIPAL=true instead to accept any principal of the tenant",
+        )),
+    }
+}
+
 /// Typed reads over a lookup function. Empty values count as unset, as in App Service.
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
@@ -684,6 +717,56 @@ mod tests {
             vars.insert("TIMERS_ENABLED".into(), raw.into());
             assert_eq!(load(&vars).unwrap().timers_enabled, expected, "{raw}");
         }
+    }
+
+    /// An empty role would let in any principal of the tenant holding a token for the
+    /// audience: that takes an explicit `AUTH_ALLOW_ANY_PRINCIPAL=true`.
+    #[test]
+    fn entra_needs_a_role_or_an_explicit_any_principal() {
+        let entra = [
+            ("AUTH_MODE", "entra"),
+            ("AUTH_TENANT_ID", "t"),
+            ("AUTH_AUDIENCE", "api://x"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut vars = base();
+            for (k, v) in entra.iter().chain(extra) {
+                vars.insert((*k).to_owned(), (*v).to_owned());
+            }
+            load(&vars)
+        };
+        let role = |s: Settings| match s.auth {
+            AuthMode::Entra { required_role, .. } => required_role,
+            AuthMode::None => panic!("entra expected"),
+        };
+        let err = with(&[]).unwrap_err();
+        assert_eq!(err.setting, "AUTH_REQUIRED_ROLE");
+        assert!(
+            err.to_string().contains("AUTH_ALLOW_ANY_PRINCIPAL"),
+            "{err}"
+        );
+        let err = with(&[("AUTH_REQUIRED_ROLE", " ")]).unwrap_err();
+        assert_eq!(err.setting, "AUTH_REQUIRED_ROLE");
+        let err = with(&[("AUTH_ALLOW_ANY_PRINCIPAL", "yes")]).unwrap_err();
+        assert_eq!(err.setting, "AUTH_ALLOW_ANY_PRINCIPAL");
+        let err = with(&[
+            ("AUTH_REQUIRED_ROLE", "R"),
+            ("AUTH_ALLOW_ANY_PRINCIPAL", "true"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "AUTH_ALLOW_ANY_PRINCIPAL");
+        assert_eq!(
+            role(with(&[("AUTH_REQUIRED_ROLE", "R")]).unwrap()).as_deref(),
+            Some("R")
+        );
+        let any = with(&[("AUTH_ALLOW_ANY_PRINCIPAL", "true")]).unwrap();
+        assert_eq!(role(any), None);
+        let role_and_false = with(&[
+            ("AUTH_REQUIRED_ROLE", "R"),
+            ("AUTH_ALLOW_ANY_PRINCIPAL", "false"),
+        ])
+        .unwrap();
+        assert_eq!(role(role_and_false).as_deref(), Some("R"));
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! Genesys Cloud token check for the agent widget's public room lookup.
 //!
 //! A token is valid when `GET {GENESYS_API_BASE}/api/v2/users/me` accepts it; the user's
-//! `division.id` must then be one of `GENESYS_ALLOWED_DIVISIONS`. Successful lookups are cached
-//! for at most [`CACHE_TTL`] under the SHA-256 of the token (the token itself is never stored
-//! or logged), and concurrent lookups of one token share a single Genesys call, so a flood of
-//! widget requests never becomes a flood of Genesys calls.
+//! `division.id` must then be one of `GENESYS_ALLOWED_DIVISIONS`.
+//!
+//! A flood of widget requests never becomes a flood of Genesys calls:
+//! - answers are cached under the SHA-256 of the token (the token itself is never stored or
+//!   logged): a user for [`CACHE_TTL`], a refusal for [`REFUSAL_TTL`], each in its own bounded
+//!   map, so a flood of refusals can never evict valid tokens;
+//! - concurrent lookups of one token share a single Genesys call;
+//! - at most [`MAX_CONCURRENT_LOOKUPS`] Genesys calls run at once. A lookup that finds no slot
+//!   within [`SLOT_WAIT`] is [`GenesysError::Unavailable`] (503 + `Retry-After`), never 401:
+//!   nobody has said the token is bad. Cached tokens never wait for a slot.
 //!
 //! Fail closed: Genesys slow (over [`LOOKUP_TIMEOUT`]), down or answering garbage gives
 //! [`GenesysError::Unavailable`] (503 + `Retry-After`: the token may be fine, so the widget is
@@ -17,7 +23,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 use url::Url;
 
@@ -28,6 +34,13 @@ use crate::error::AppError;
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 /// The whole Genesys call, connect included: the widget waits on it.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a token Genesys refused is refused again without asking (tokens do not come back
+/// to life; short so a cache of refusals stays small).
+pub const REFUSAL_TTL: Duration = Duration::from_secs(30);
+/// Genesys calls running at once, at most.
+pub const MAX_CONCURRENT_LOOKUPS: usize = 8;
+/// How long a lookup waits for one of those slots before it is answered 503.
+pub const SLOT_WAIT: Duration = Duration::from_secs(1);
 /// Cached tokens kept at most; beyond that expired ones are dropped, then everything.
 const MAX_CACHED: usize = 10_000;
 /// Longer `x-auth-token` values are refused without a call (Genesys tokens are far shorter).
@@ -72,6 +85,8 @@ struct Cached {
 #[derive(Default)]
 struct State {
     cache: HashMap<TokenHash, Cached>,
+    /// Tokens Genesys refused, until when they are refused without a call.
+    refused: HashMap<TokenHash, Instant>,
     in_flight: HashMap<TokenHash, Arc<OnceCell<Lookup>>>,
 }
 
@@ -86,6 +101,7 @@ struct Inner {
     users_me: Url,
     allowed: Vec<String>,
     state: Mutex<State>,
+    slots: Semaphore,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +142,7 @@ impl Genesys {
                 users_me,
                 allowed: settings.allowed_divisions.clone(),
                 state: Mutex::new(State::default()),
+                slots: Semaphore::new(MAX_CONCURRENT_LOOKUPS),
             }),
         })
     }
@@ -157,6 +174,12 @@ impl Genesys {
                 }
                 state.cache.remove(&key);
             }
+            if let Some(until) = state.refused.get(&key) {
+                if *until > Instant::now() {
+                    return Err(GenesysError::Invalid);
+                }
+                state.refused.remove(&key);
+            }
             // Lookups whose callers all hung up leave an entry only the map holds: drop those
             // before the map can grow without bound.
             if state.in_flight.len() >= MAX_CACHED {
@@ -176,27 +199,45 @@ impl Genesys {
             .is_some_and(|c| Arc::ptr_eq(c, &cell))
         {
             state.in_flight.remove(&key);
-            if let Ok(division) = &result {
-                let now = Instant::now();
-                if state.cache.len() >= MAX_CACHED {
-                    state.cache.retain(|_, c| c.until > now);
+            let now = Instant::now();
+            match &result {
+                Ok(division) => {
                     if state.cache.len() >= MAX_CACHED {
-                        state.cache.clear();
+                        state.cache.retain(|_, c| c.until > now);
+                        if state.cache.len() >= MAX_CACHED {
+                            state.cache.clear();
+                        }
                     }
+                    state.cache.insert(
+                        key,
+                        Cached {
+                            division: division.clone(),
+                            until: now + CACHE_TTL,
+                        },
+                    );
                 }
-                state.cache.insert(
-                    key,
-                    Cached {
-                        division: division.clone(),
-                        until: now + CACHE_TTL,
-                    },
-                );
+                Err(GenesysError::Invalid) => {
+                    if state.refused.len() >= MAX_CACHED {
+                        state.refused.retain(|_, until| *until > now);
+                        if state.refused.len() >= MAX_CACHED {
+                            state.refused.clear();
+                        }
+                    }
+                    state.refused.insert(key, now + REFUSAL_TTL);
+                }
+                // Genesys did not answer: nothing is known about the token.
+                Err(_) => {}
             }
         }
         result
     }
 
+    /// One Genesys call, within a slot.
     async fn fetch(&self, token: &str) -> Lookup {
+        let _slot = tokio::time::timeout(SLOT_WAIT, self.inner.slots.acquire())
+            .await
+            .map_err(|_| GenesysError::Unavailable("all users/me slots busy".into()))?
+            .map_err(|_| GenesysError::Unavailable("lookups closed".into()))?;
         let response = self
             .inner
             .http

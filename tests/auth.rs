@@ -354,6 +354,7 @@ async fn an_unreachable_tenant_is_503_not_401() {
         ("AUTH_MODE", "entra".to_owned()),
         ("AUTH_TENANT_ID", TENANT.to_owned()),
         ("AUTH_AUDIENCE", AUDIENCE.to_owned()),
+        ("AUTH_REQUIRED_ROLE", ROLE.to_owned()),
         (
             "AUTH_OPENID_CONFIG_URL",
             format!("http://127.0.0.1:{port}/{TENANT}/v2.0/.well-known/openid-configuration"),
@@ -367,4 +368,67 @@ async fn an_unreachable_tenant_is_503_not_401() {
     let response = delete_with(&app, Some(token)).await;
     assert!(response.headers().contains_key("retry-after"));
     problem(response, 503).await;
+}
+
+/// Keys past their age are refreshed in the background: a token whose `kid` is known is
+/// checked at once with the cached key, even while Entra is slow or failing.
+#[tokio::test]
+async fn stale_keys_are_refreshed_in_the_background() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/{TENANT}/v2.0/.well-known/openid-configuration"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+            "jwks_uri": format!("{}/keys", server.uri()),
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"keys": [jwk("k1", N_1)]})))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    // Then Entra struggles: every key fetch takes 3 s and fails.
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(503).set_delay(Duration::from_secs(3)))
+        .mount(&server)
+        .await;
+    let v = std::sync::Arc::new(
+        validator(config_url(&server), Duration::ZERO).with_keys_max_age(Duration::ZERO),
+    );
+    let token = format!("Bearer {}", sign("k1", KEY_1, &claims()));
+    v.check(Some(&token)).await.unwrap();
+
+    // The keys are now past their age: requests do not wait for the refresh.
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        v.check(Some(&token)).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a request waited {:?} for a key refresh",
+            started.elapsed()
+        );
+    }
+    // The refresh did start, in the background.
+    let key_fetches = || async {
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/keys")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while key_fetches().await < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -93,6 +93,7 @@ async fn debug_logs_carry_no_secret() {
         ("AUTH_MODE", "entra".to_owned()),
         ("AUTH_TENANT_ID", TENANT.to_owned()),
         ("AUTH_AUDIENCE", "api://maxconf".to_owned()),
+        ("AUTH_ALLOW_ANY_PRINCIPAL", "true".to_owned()),
         (
             "AUTH_OPENID_CONFIG_URL",
             format!(

@@ -483,3 +483,95 @@ async fn an_untrusted_certificate_fails_cleanly() {
         .unwrap_err();
     assert!(matches!(err, PexipError::Unavailable(_)), "{err:?}");
 }
+
+/// A 307/308 is never followed: following would resend the DELETE, `Authorization` included, to
+/// a path the DELETE guard never checked (here another room).
+#[tokio::test]
+async fn redirects_are_never_followed() {
+    let pexip = MockServer::start().await;
+    for (status, id) in [(307, 5), (308, 6)] {
+        Mock::given(method("DELETE"))
+            .and(path(format!("{CONF}{id}/")))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .insert_header("location", format!("{}{CONF}99/", pexip.uri())),
+            )
+            .expect(1)
+            .mount(&pexip)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path(format!("{CONF}7/")))
+        .respond_with(ResponseTemplate::new(308).insert_header("location", format!("{CONF}99/")))
+        .expect(1)
+        .mount(&pexip)
+        .await;
+    // The other room: nothing may reach it.
+    Mock::given(path(format!("{CONF}99/")))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(0)
+        .mount(&pexip)
+        .await;
+    let pexip_client = client(&pexip.uri(), basic());
+    for id in [5, 6] {
+        let err = pexip_client.delete_conference(id).await.unwrap_err();
+        assert!(matches!(err, PexipError::Protocol(_)), "{err:?}");
+    }
+    let err = pexip_client.get_conference(7).await.unwrap_err();
+    assert!(matches!(err, PexipError::Protocol(_)), "{err:?}");
+}
+
+/// A failing token refresh is shared: N requests waiting on it cost one token request, and
+/// all of them get its failure (not N refreshes one after the other, N × the timeout).
+#[tokio::test]
+async fn a_failed_token_refresh_is_shared_by_its_waiters() {
+    const WAITERS: usize = 12;
+    let pexip = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token/"))
+        .respond_with(ResponseTemplate::new(500).set_delay(Duration::from_millis(300)))
+        .mount(&pexip)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(conference(5, "r5")))
+        .expect(0)
+        .mount(&pexip)
+        .await;
+    maxconf::tls::ensure_crypto_provider();
+    // No retries, so each caller asks for a token exactly once.
+    let once = RetryPolicy {
+        attempts: 1,
+        ..fast_retry()
+    };
+    let pexip_client = PexipClient::with_retry(&settings(&pexip.uri(), oauth()), once).unwrap();
+    let started = Instant::now();
+    let results = futures::future::join_all((0..WAITERS).map(|_| {
+        let c = pexip_client.clone();
+        async move { c.get_conference(5).await }
+    }))
+    .await;
+    for result in results {
+        assert!(
+            matches!(result, Err(PexipError::Unavailable(_))),
+            "{result:?}"
+        );
+    }
+    let token_requests = pexip
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/oauth/token/")
+        .count();
+    assert_eq!(token_requests, 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(300 * 3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The failure is not remembered: the next request tries again.
+    assert!(pexip_client.get_conference(5).await.is_err());
+    let token_requests = pexip.received_requests().await.unwrap().len();
+    assert_eq!(token_requests, 2);
+}

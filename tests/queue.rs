@@ -389,3 +389,48 @@ async fn azure_development_storage_shape() {
     }
     assert_ne!(azurite().port(), 0);
 }
+
+/// The SAS maxconf signs from an account key grants what the queue backend uses and nothing
+/// more: Azurite (which enforces account SAS permissions per operation) accepts queue creation
+/// and refuses listing queues and setting queue metadata. (Deleting a queue stays possible:
+/// `d` is needed for Clear Messages and the container scope for creation.)
+#[tokio::test]
+async fn azure_signed_sas_grants_only_the_operations_used() {
+    use maxconf::pool::connection::{DEV_ACCOUNT, DEV_ACCOUNT_KEY};
+    use maxconf::secret::Secret;
+    maxconf::tls::ensure_crypto_provider();
+    let endpoint = azurite().queue_endpoint();
+    let now = time::OffsetDateTime::now_utc();
+    let sas = maxconf::pool::sas::account_sas(
+        DEV_ACCOUNT,
+        &Secret::new(DEV_ACCOUNT_KEY),
+        &endpoint.parse().unwrap(),
+        now - time::Duration::minutes(5),
+        now + time::Duration::hours(1),
+    )
+    .unwrap();
+    let sas = sas.expose();
+    let http = reqwest::Client::new();
+    let queue = format!("{endpoint}/{}", unique_queue_name("sas-scope"));
+    let status = |r: reqwest::Response| r.status().as_u16();
+
+    let created = http.put(format!("{queue}?{sas}")).send().await.unwrap();
+    assert_eq!(status(created), 201, "queue creation still works");
+    let listed = http
+        .get(format!("{endpoint}?comp=list&{sas}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status(listed),
+        403,
+        "service level (list queues) is not granted"
+    );
+    let metadata = http
+        .put(format!("{queue}?comp=metadata&{sas}"))
+        .header("x-ms-meta-who", "me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(metadata), 403, "write (set metadata) is not granted");
+}

@@ -1,13 +1,15 @@
 //! Credentials for the Management API: HTTP Basic, or OAuth2 client credentials with an
-//! ES256 JWT assertion, the token cached and refreshed before it expires.
+//! ES256 JWT assertion, the token cached and refreshed before it expires, one refresh at a time.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::header::HeaderValue;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 use url::Url;
 
 use super::PexipError;
@@ -39,38 +41,36 @@ pub fn parse_private_key(raw: &str) -> Result<Secret, String> {
     Ok(Secret::new(pem))
 }
 
+/// How maxconf signs in. The `Authorization` value is built once (per token for OAuth) and
+/// marked sensitive: its `Debug` prints `Sensitive`, and HTTP/2 never indexes it.
 pub(crate) enum Credentials {
-    Basic { username: String, password: Secret },
+    Basic(HeaderValue),
     OAuth(OAuth),
 }
 
 impl Credentials {
+    pub(crate) fn basic(username: &str, password: &Secret) -> Result<Self, PexipError> {
+        let encoded = STANDARD.encode(format!("{username}:{}", password.expose()));
+        Ok(Self::Basic(sensitive(&format!("Basic {encoded}"))?))
+    }
+
     /// The `Authorization` header value for the next request.
-    pub(crate) async fn header(&self, http: &reqwest::Client) -> Result<Secret, PexipError> {
+    pub(crate) async fn header(&self, http: &reqwest::Client) -> Result<HeaderValue, PexipError> {
         match self {
-            Self::Basic { username, password } => Ok(Secret::new(format!(
-                "Basic {}",
-                STANDARD.encode(format!("{username}:{}", password.expose()))
-            ))),
-            Self::OAuth(oauth) => Ok(Secret::new(format!(
-                "Bearer {}",
-                oauth.token(http).await?.expose()
-            ))),
+            Self::Basic(header) => Ok(header.clone()),
+            Self::OAuth(oauth) => oauth.token(http).await,
         }
     }
 
     /// After a 401: forget the token that was refused so the next header fetches a new one.
     /// Returns false when there is nothing to refresh (Basic), so the 401 stands.
-    pub(crate) async fn invalidate(&self, refused: &Secret) -> bool {
+    pub(crate) async fn invalidate(&self, refused: &HeaderValue) -> bool {
         match self {
-            Self::Basic { .. } => false,
+            Self::Basic(_) => false,
             Self::OAuth(oauth) => {
-                let mut cached = oauth.cached.lock().await;
-                if cached
-                    .as_ref()
-                    .is_some_and(|t| format!("Bearer {}", t.value.expose()) == refused.expose())
-                {
-                    *cached = None;
+                let mut state = oauth.lock();
+                if state.cached.as_ref().is_some_and(|t| t.header == *refused) {
+                    state.cached = None;
                 }
                 true
             }
@@ -78,17 +78,37 @@ impl Credentials {
     }
 }
 
+/// A header value that is never printed nor indexed. The error names no part of the value.
+fn sensitive(value: &str) -> Result<HeaderValue, PexipError> {
+    let mut header = HeaderValue::from_str(value)
+        .map_err(|_| PexipError::Protocol("a credential is not a valid header value".into()))?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
 pub(crate) struct OAuth {
     client_id: String,
     key: EncodingKey,
     token_url: Url,
     timeout: Duration,
-    /// Held across a refresh, so only one refresh runs at a time.
-    cached: Mutex<Option<CachedToken>>,
+    state: std::sync::Mutex<TokenState>,
 }
 
+/// The outcome of one token request, shared by everyone who waited for it.
+type Refresh = Result<CachedToken, PexipError>;
+
+#[derive(Default)]
+struct TokenState {
+    cached: Option<CachedToken>,
+    /// The refresh running now. Callers that need a token meanwhile wait for this one and
+    /// share its outcome, failure included, so a failing token endpoint costs one request per
+    /// refresh, not one per waiting request.
+    refresh: Option<Arc<OnceCell<Refresh>>>,
+}
+
+#[derive(Clone)]
 struct CachedToken {
-    value: Secret,
+    header: HeaderValue,
     refresh_at: Instant,
 }
 
@@ -130,21 +150,38 @@ impl OAuth {
             key,
             token_url,
             timeout,
-            cached: Mutex::new(None),
+            state: Default::default(),
         })
     }
 
-    async fn token(&self, http: &reqwest::Client) -> Result<Secret, PexipError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(token) = cached.as_ref()
-            && Instant::now() < token.refresh_at
+    fn lock(&self) -> std::sync::MutexGuard<'_, TokenState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn token(&self, http: &reqwest::Client) -> Result<HeaderValue, PexipError> {
+        let refresh = {
+            let mut state = self.lock();
+            if let Some(token) = &state.cached
+                && Instant::now() < token.refresh_at
+            {
+                return Ok(token.header.clone());
+            }
+            state.refresh.get_or_insert_with(Default::default).clone()
+        };
+        // One caller runs the request; if it goes away (its client hung up), a waiter takes over.
+        let outcome = refresh.get_or_init(|| self.fetch(http)).await.clone();
+        let mut state = self.lock();
+        if state
+            .refresh
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &refresh))
         {
-            return Ok(token.value.clone());
+            state.refresh = None;
+            if let Ok(token) = &outcome {
+                state.cached = Some(token.clone());
+            }
         }
-        let fresh = self.fetch(http).await?;
-        let value = fresh.value.clone();
-        *cached = Some(fresh);
-        Ok(value)
+        outcome.map(|token| token.header)
     }
 
     async fn fetch(&self, http: &reqwest::Client) -> Result<CachedToken, PexipError> {
@@ -190,7 +227,7 @@ impl OAuth {
         let lifetime = Duration::from_secs(body.expires_in.clamp(1, 24 * 3600));
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         Ok(CachedToken {
-            value: Secret::new(body.access_token),
+            header: sensitive(&format!("Bearer {}", body.access_token))?,
             refresh_at: started + lifetime - margin,
         })
     }

@@ -5,6 +5,7 @@
 //! connection errors; a create that failed that way is looked up by name before it is posted
 //! again, because Pexip can create a room and still answer 500. DELETE is only ever sent to
 //! `…/conference/<id>/` with a numeric id: on the collection URL it would delete every VMR.
+//! Redirects are never followed, so no request leaves the URL the client built.
 
 pub mod auth;
 pub mod model;
@@ -12,7 +13,7 @@ pub mod model;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -148,6 +149,9 @@ impl PexipClient {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(settings.max_concurrency)
+            // Never follow: a 307/308 would resend a DELETE, credentials included, to a path
+            // the DELETE guard never checked.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("maxconf/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &settings.ca_cert_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
@@ -158,10 +162,7 @@ impl PexipClient {
             .build()
             .map_err(|_| PexipError::Config("could not build the HTTP client".into()))?;
         let creds = match &settings.auth {
-            PexipAuth::Basic { username, password } => Credentials::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            },
+            PexipAuth::Basic { username, password } => Credentials::basic(username, password)?,
             PexipAuth::OAuth {
                 client_id,
                 private_key_pem,
@@ -456,18 +457,9 @@ impl PexipClient {
                     .await
                     .map_err(|_| PexipError::Unavailable("client closed".into()))?;
                 let started = Instant::now();
-                let mut request = self
-                    .inner
-                    .http
-                    .request(method.clone(), url.clone())
-                    .timeout(self.inner.timeout)
-                    .header(reqwest::header::AUTHORIZATION, authorization.expose())
-                    .header(reqwest::header::ACCEPT, "application/json");
-                if let Some(body) = body {
-                    request = request.json(body);
-                }
                 let op = format!("{method} {}", url.path());
-                let response = request
+                let response = self
+                    .request(method, url, body, &authorization)
                     .send()
                     .await
                     .map_err(|e| PexipError::from_transport(&op, &e))?;
@@ -500,6 +492,28 @@ impl PexipClient {
             }
             return Ok(answer);
         }
+    }
+}
+
+impl PexipClient {
+    fn request(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&Value>,
+        authorization: &HeaderValue,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .inner
+            .http
+            .request(method.clone(), url.clone())
+            .timeout(self.inner.timeout)
+            .header(reqwest::header::AUTHORIZATION, authorization.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request
     }
 }
 
@@ -644,6 +658,37 @@ mod tests {
         assert_eq!(summarise_400(b"<html>"), "invalid request");
         let long = format!(r#"{{"conference":{{"name":["{}"]}}}}"#, "é".repeat(400));
         assert_eq!(summarise_400(long.as_bytes()).chars().count(), 300);
+    }
+
+    /// The credential never shows in `Debug` of the request or its headers (what a stray
+    /// `?request` in a log line would print), and HTTP/2 would not index it.
+    #[tokio::test]
+    async fn authorization_is_sensitive_and_never_printed() {
+        use crate::config::{PexipAuth, PexipSettings};
+        use base64::Engine as _;
+        let client = PexipClient::new(&PexipSettings {
+            base_url: "https://pexip.example".parse().unwrap(),
+            auth: PexipAuth::Basic {
+                username: "admin".into(),
+                password: crate::secret::Secret::new("pw-for-the-leak-test"),
+            },
+            ca_cert_pem: None,
+            timeout: Duration::from_secs(1),
+            max_concurrency: 1,
+        })
+        .unwrap();
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode("admin:pw-for-the-leak-test");
+        let authorization = client.inner.creds.header(&client.inner.http).await.unwrap();
+        let request = client
+            .request(&Method::DELETE, &client.object_url(5), None, &authorization)
+            .build()
+            .unwrap();
+        let header = &request.headers()[reqwest::header::AUTHORIZATION];
+        assert!(header.is_sensitive());
+        let printed = format!("{request:?} {:?} {header:?}", request.headers());
+        assert!(!printed.contains(&encoded), "{printed}");
+        assert!(!printed.contains("pw-for-the-leak-test"));
     }
 
     #[test]

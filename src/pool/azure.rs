@@ -360,6 +360,7 @@ fn build_sas_clients(auth: &Auth, http: &Arc<dyn HttpClient>) -> Result<Clients,
     let sas = account_sas(
         account,
         account_key,
+        queue_url,
         now - SAS_CLOCK_SKEW,
         now + SAS_LIFETIME,
     )
