@@ -476,7 +476,7 @@ fn pexip_auth(env: &Env<'_>) -> Result<PexipAuth, ConfigError> {
     match (client_id, key, username, password) {
         (Some(client_id), Some(key), _, _) => Ok(PexipAuth::OAuth {
             client_id,
-            private_key_pem: crate::pexip::auth::parse_private_key(&key)
+            private_key_pem: crate::secret::parse_private_key(&key)
                 .map_err(|rule| ConfigError::new("PEXIP_OAUTH_PRIVATE_KEY", rule))?,
         }),
         (Some(_), None, _, _) => Err(ConfigError::new(

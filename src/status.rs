@@ -86,6 +86,7 @@ pub async fn collect(broker: &Broker, min_ready: Option<u64>) -> Status {
     let target = settings.pool.target_size;
     let min_ready = min_ready.unwrap_or(u64::from(target) / 2);
     let mut problems = Vec::new();
+    let open = settings.service_hours.status().is_open();
 
     let storage = doctor::probe_storage(settings, PROBE_TIMEOUT).await;
     let storage_up = storage.ok;
@@ -119,15 +120,25 @@ pub async fn collect(broker: &Broker, min_ready: Option<u64>) -> Status {
                 false => Vec::new(),
             }
         },
-        tokio::time::timeout(
-            settings.pexip.timeout.max(PROBE_TIMEOUT) * 2,
-            broker.pexip().list_conferences(&[])
-        ),
+        async {
+            // Outside service hours Pexip is off by design: not asked, not a failure.
+            if !open {
+                return None;
+            }
+            Some(
+                tokio::time::timeout(
+                    settings.pexip.timeout.max(PROBE_TIMEOUT) * 2,
+                    broker.pexip().list_conferences(&[]),
+                )
+                .await,
+            )
+        },
     );
     let (pexip_rooms, pexip) = match rooms {
-        Ok(Ok(rooms)) => (Some(room_states(rooms, broker)), Ok(())),
-        Ok(Err(e)) => (None, Err(doctor::pexip_failure(&e))),
-        Err(_) => (
+        None => (None, Ok(())),
+        Some(Ok(Ok(rooms))) => (Some(room_states(rooms, broker)), Ok(())),
+        Some(Ok(Err(e))) => (None, Err(doctor::pexip_failure(&e))),
+        Some(Err(_)) => (
             None,
             Err(doctor::pexip_failure(&PexipError::Unavailable(
                 "timed out".into(),
@@ -139,6 +150,7 @@ pub async fn collect(broker: &Broker, min_ready: Option<u64>) -> Status {
         endpoint: doctor::origin(&settings.pexip.base_url),
         ok: pexip.is_ok(),
         detail: match pexip {
+            Ok(_) if !open => "not asked: outside service hours".to_owned(),
             Ok(_) => "the conference list answers".to_owned(),
             Err(e) => e,
         },
@@ -150,8 +162,10 @@ pub async fn collect(broker: &Broker, min_ready: Option<u64>) -> Status {
         problems.push(format!("Pexip is down ({})", pexip.endpoint));
     }
     let ready_at_least = visible == Some(u64::from(PEEK_MAX));
+    // While closed the pool is topped up at the opening, not before.
     if let Some(ready) = visible
         && ready < min_ready
+        && open
     {
         problems.push(format!(
             "{ready} ready rooms, below the minimum of {min_ready}"

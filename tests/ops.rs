@@ -216,6 +216,7 @@ async fn doctor_reports_every_bad_setting_then_probes() {
     env.insert("AUTH_MODE".into(), "entra".into());
     env.insert("AUTH_TENANT_ID".into(), "t".into());
     env.insert("AUTH_AUDIENCE".into(), "a".into());
+    env.insert("AUTH_REQUIRED_ROLE".into(), "Rooms.Manage".into());
     env.insert("AUTH_OPENID_CONFIG_URL".into(), format!("{wrong}/openid"));
     let out = maxconf(&env, &["doctor"]).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -314,7 +315,7 @@ async fn status_shows_the_pool_pexip_the_backlog_and_the_last_runs() {
     assert_eq!(status["pool"]["warming_or_held"], 1);
     assert_eq!(status["pool"]["target"], 4);
     assert_eq!(status["pool"]["min_ready"], 2);
-    assert_eq!(status["pexip_rooms"]["pool"], 4);
+    assert_eq!(status["pexip_rooms"]["not handed out"], 4);
     assert_eq!(status["pexip_rooms"]["persistent"], 1);
     assert_eq!(status["pexip_rooms"]["foreign"], 1);
     assert_eq!(status["deletion_backlog"], 1);
@@ -372,5 +373,5 @@ async fn status_shows_the_pool_pexip_the_backlog_and_the_last_runs() {
         "{status:#}"
     );
     assert_eq!(status["reachability"][1]["ok"], true, "{status:#}");
-    assert_eq!(status["pexip_rooms"]["pool"], 4);
+    assert_eq!(status["pexip_rooms"]["not handed out"], 4);
 }
