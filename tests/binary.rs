@@ -3,52 +3,17 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::app::{SPEC_UUI, test_env};
+use common::process::{Killed, free_port, wait_until_up};
 use maxconf::sim::{SimConfig, Simulator};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxconf");
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Polls `/` as the host does until the process answers.
-async fn wait_until_up(port: u16, child: &mut Killed) {
-    let child = &mut child.0;
-    maxconf::tls::ensure_crypto_provider();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/")).await {
-            assert!(response.status().is_success());
-            return;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("maxconf exited early: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "maxconf did not answer on port {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn run_with_env(env: &[(&str, &str)]) -> (i32, String) {
     let output = Command::new(BIN)

@@ -486,19 +486,29 @@ async fn the_books_balance_under_load_and_faults() {
             )
             .await;
             STOPPING.store(true, Ordering::SeqCst);
-            let s = services.clone();
-            let stopped = tokio::task::spawn_blocking(move || s.lock().unwrap()[1].terminate())
-                .await
-                .unwrap();
-            STOPPING.store(false, Ordering::SeqCst);
-            assert!(
-                stopped.is_some_and(|s| s.success()),
-                "SIGTERM: not a graceful exit: {stopped:?}"
-            );
-            let s = services.clone();
-            tokio::task::spawn_blocking(move || s.lock().unwrap()[1].start_again())
-                .await
-                .unwrap();
+            services.lock().unwrap()[1].signal_term();
+            // The stop is graceful and bounded; the schedule goes on meanwhile.
+            let stop = {
+                let services = services.clone();
+                tokio::spawn(async move {
+                    let deadline = Instant::now() + Duration::from_secs(90);
+                    let status = loop {
+                        if let Some(status) = services.lock().unwrap()[1].exited() {
+                            break Some(status);
+                        }
+                        if Instant::now() > deadline {
+                            break None;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    };
+                    STOPPING.store(false, Ordering::SeqCst);
+                    let s = services.clone();
+                    tokio::task::spawn_blocking(move || s.lock().unwrap()[1].start_again())
+                        .await
+                        .unwrap();
+                    status
+                })
+            };
             step(0.48, "Pexip slow: 300 ms").await;
             sim.set_latency(Duration::from_millis(300));
             step(0.55, "Pexip latency back to 10 ms; 12 answers 500").await;
@@ -518,6 +528,12 @@ async fn the_books_balance_under_load_and_faults() {
                 .unwrap();
             step(0.86, "Pexip: 6 answers 502").await;
             sim.fail_next(6, 502);
+            let stopped = stop.await.unwrap();
+            log.push(format!("service 1 after SIGTERM: {stopped:?}"));
+            assert!(
+                stopped.is_some_and(|s| s.success()),
+                "SIGTERM: not a graceful exit: {stopped:?}"
+            );
             log
         })
     };

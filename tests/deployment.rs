@@ -7,54 +7,16 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::app::{SPEC_UUI, test_env};
+use common::process::{Killed, free_port, wait_until_up};
 use maxconf::sim::{SimConfig, Simulator};
 use regex::Regex;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxconf");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_until_up(port: u16, child: &mut Killed) {
-    maxconf::tls::ensure_crypto_provider();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if reqwest::get(format!("http://127.0.0.1:{port}/"))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        if let Some(status) = child.0.try_wait().unwrap() {
-            panic!("maxconf exited early: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "maxconf did not answer on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn smoke_script_passes_against_maxconf_dev_and_names_what_it_skipped() {

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::app::{SPEC_UUI, problem, test_env};
+use common::process::free_port;
 use maxconf::pool::Queue;
 use maxconf::sim::{SimConfig, SimServer, Simulator};
 use serde_json::{Value, json};
@@ -35,14 +36,6 @@ impl Drop for Maxconf {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn sim() -> SimServer {

@@ -92,28 +92,24 @@ impl Service {
         }
     }
 
-    /// SIGTERM, as a supervisor other than the Functions host stops a process: returns how it
-    /// exited (graceful: status 0 once its requests and background work are done).
-    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+    /// Sends SIGTERM, as a supervisor other than the Functions host stops a process. The
+    /// process then stops gracefully: see [`Self::exited`].
+    pub fn signal_term(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
     }
 
-    /// Starts a stopped process again (after [`Self::terminate`]).
+    /// How the process exited, once it has (graceful: status 0).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
+    /// Starts a stopped process again (after [`Self::exited`] saw it exit).
     pub fn start_again(&mut self) {
         self.launch();
     }

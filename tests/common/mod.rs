@@ -4,3 +4,4 @@
 pub mod app;
 pub mod azurite;
 pub mod npm;
+pub mod process;
