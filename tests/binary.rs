@@ -13,8 +13,6 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxconf");
 
-/// Polls `/` as the host does until the process answers.
-
 fn run_with_env(env: &[(&str, &str)]) -> (i32, String) {
     let output = Command::new(BIN)
         .env_clear()
