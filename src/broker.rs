@@ -248,7 +248,10 @@ impl Broker {
             self.settle(unfinished).await;
         }
         if let Some((room, from_pool)) = done {
-            self.record_handout(&room).await;
+            // A room made on demand was created with its handout recorded already.
+            if from_pool {
+                self.record_handout(&room).await;
+            }
             self.refill_after_handout(from_pool, replacing).await;
         }
     }

@@ -156,18 +156,35 @@ async fn patch_one(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(id) = parse_id(&id) else {
+    patch_with(&id, &headers, &body, "conference", |id, body| {
+        lock(&sim.inner.store).patch(id, body, &now_naive())
+    })
+}
+
+/// A PATCH of one object: its id from the path, a JSON object body, then `apply`; 202, 404, or
+/// 400 with Pexip's field errors under `resource`.
+fn patch_with(
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    resource: &str,
+    apply: impl FnOnce(u64, &Map<String, Value>) -> Result<(), WriteError>,
+) -> Response {
+    let Some(id) = parse_id(id) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let body = match json_object(&headers, &body) {
+    let body = match json_object(headers, body) {
         Ok(b) => b,
         Err(message) => return error(message),
     };
-    let patched = lock(&sim.inner.store).patch(id, &body, &now_naive());
-    match patched {
+    match apply(id, &body) {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(WriteError::NotFound) => StatusCode::NOT_FOUND.into_response(),
-        Err(WriteError::Invalid(errors)) => invalid(errors),
+        Err(WriteError::Invalid(errors)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ resource: errors })),
+        )
+            .into_response(),
     }
 }
 
@@ -184,23 +201,9 @@ async fn patch_alias(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(id) = parse_id(&id) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let body = match json_object(&headers, &body) {
-        Ok(b) => b,
-        Err(message) => return error(message),
-    };
-    let patched = lock(&sim.inner.store).patch_alias(id, &body);
-    match patched {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(WriteError::NotFound) => StatusCode::NOT_FOUND.into_response(),
-        Err(WriteError::Invalid(errors)) => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "conference_alias": errors })),
-        )
-            .into_response(),
-    }
+    patch_with(&id, &headers, &body, "conference_alias", |id, body| {
+        lock(&sim.inner.store).patch_alias(id, body)
+    })
 }
 
 async fn delete_one(State(sim): State<Simulator>, Path(id): Path<String>) -> StatusCode {
