@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::conference::Conference;
 use crate::config::{EmptyFallback, Settings};
-use crate::pexip::{PexipClient, PexipError};
+use crate::pexip::{PexipClient, PexipError, Priority};
 use crate::pool::message::{self, PoolMessage, PooledRoom};
 use crate::pool::{Queue, QueueError, Received};
 use crate::room::{self, ConstrainedConference, RoomName};
@@ -43,7 +43,12 @@ const EMPTY_RETRY_PAUSE: Duration = Duration::from_millis(300);
 
 pub struct Broker {
     settings: Arc<Settings>,
+    /// Background work: refills, handout records, timers, lists.
     pexip: PexipClient,
+    /// A create's own requests, first in line for Pexip's slots.
+    critical: PexipClient,
+    /// Requests a caller waits for: deletes, look-ups, updates.
+    caller: PexipClient,
     pool: Queue,
     deletions: Queue,
     /// How long a create works before it gives up and answers 503.
@@ -51,7 +56,8 @@ pub struct Broker {
     /// How long a received message stays hidden while create works on it: longer than the
     /// deadline, so the lease never lapses under a working create.
     lease: Duration,
-    /// Refills may use all Pexip slots but one, which stays free for the critical path.
+    /// Refills in progress at once (each a POST, a GET and a send): all Pexip slots but one.
+    /// Pexip's own cap ([`crate::pexip::gate`]) keeps them behind creates.
     refill_slots: Arc<Semaphore>,
     /// Rooms on their way back into the pool that its message count does not show yet: pool
     /// handouts in progress (their refill follows) and refills not yet enqueued. The refill
@@ -155,7 +161,9 @@ impl Broker {
             deadline + settings.pexip.timeout.min(Duration::from_secs(15)) + Duration::from_secs(5);
         Self {
             settings,
-            pexip,
+            critical: pexip.with_priority(Priority::Create),
+            caller: pexip.with_priority(Priority::Caller),
+            pexip: pexip.with_priority(Priority::Background),
             pool,
             deletions,
             deadline,
@@ -180,8 +188,14 @@ impl Broker {
         &self.settings
     }
 
+    /// The Pexip client for background work (it yields to creates and callers).
     pub fn pexip(&self) -> &PexipClient {
         &self.pexip
+    }
+
+    /// The Pexip client for requests a caller waits for (after creates, before background work).
+    pub fn caller_pexip(&self) -> &PexipClient {
+        &self.caller
     }
 
     pub fn pool(&self) -> &Queue {
@@ -295,7 +309,7 @@ impl Broker {
             };
             let both = async {
                 tokio::join!(
-                    self.pexip.patch_conference(room.id, &patch),
+                    self.critical.patch_conference(room.id, &patch),
                     self.pool.delete(&msg)
                 )
             };
@@ -376,7 +390,7 @@ impl Broker {
     async fn read_message(&self, msg: &Received) -> Result<Option<PooledRoom>, BrokerError> {
         let room = match message::decode(&msg.text) {
             Ok(PoolMessage::Room(room)) => room,
-            Ok(PoolMessage::LegacyName(name)) => match self.pexip.find_by_name(&name).await {
+            Ok(PoolMessage::LegacyName(name)) => match self.critical.find_by_name(&name).await {
                 // A name-only message may be a duplicate from the original system: a room that
                 // already has a tag was handed out and must not be handed out again.
                 Ok(Some(conference)) if !conference.tag.is_empty() => {
@@ -451,7 +465,7 @@ impl Broker {
     /// Clears a tag a failed handout may have set, so the room returns to the pool as it was.
     async fn untag(&self, room: &PooledRoom) {
         match self
-            .pexip
+            .critical
             .patch_conference(room.id, &json!({"tag": ""}))
             .await
         {
@@ -497,7 +511,7 @@ impl Broker {
         tracing::warn!(
             "room pool is empty: creating a room on demand (Pexip may need ~90 s to make it dialable)"
         );
-        let made = self.create_room(tag, RoomState::allocated_now());
+        let made = self.create_room(&self.critical, tag, RoomState::allocated_now());
         let conference = match tokio::time::timeout_at(until, made).await {
             Ok(Ok(conference)) => conference,
             Ok(Err(e)) => return Err(BrokerError::pexip(e)),
@@ -515,16 +529,21 @@ impl Broker {
 
     /// POST then GET (the create answer has no body; aliases need their ids). The state goes
     /// on the room's alias in the POST itself.
-    async fn create_room(&self, tag: &str, state: RoomState) -> Result<Conference, PexipError> {
+    async fn create_room(
+        &self,
+        pexip: &PexipClient,
+        tag: &str,
+        state: RoomState,
+    ) -> Result<Conference, PexipError> {
         let name = room::new_room_name(&self.settings.rooms.name_prefix);
         let body = room::new_room_body(&self.settings.rooms, &name, tag, state);
-        let id = self.pexip.create_conference(&body).await?;
-        match self.pexip.get_conference(id).await {
+        let id = pexip.create_conference(&body).await?;
+        match pexip.get_conference(id).await {
             Ok(Some(conference)) => Ok(conference),
             Ok(None) => Err(PexipError::NotFound),
             Err(e) => {
                 // Created but unreadable: do not leave it behind.
-                if let Err(delete) = self.pexip.delete_conference(id).await {
+                if let Err(delete) = pexip.delete_conference(id).await {
                     tracing::warn!(room = %name, error = %delete, "could not delete an unreadable new room");
                 }
                 Err(e)
@@ -537,7 +556,9 @@ impl Broker {
     /// send leaves a room no message may reach: the maintainer settles it.
     pub async fn refill_one(&self) -> Result<String, RefillError> {
         let _slot = self.refill_slots.acquire().await.expect("never closed");
-        let conference = self.create_room("", RoomState::created_now()).await?;
+        let conference = self
+            .create_room(&self.pexip, "", RoomState::created_now())
+            .await?;
         let pooled = PooledRoom::from_conference(&conference);
         if let Err(cause) = self
             .pool
@@ -583,12 +604,12 @@ impl Broker {
             )));
         }
         let conference = self
-            .pexip
+            .caller
             .find_by_name(name.as_str())
             .await
             .map_err(BrokerError::pexip)?
             .ok_or_else(|| no_such_room(name))?;
-        match self.pexip.delete_conference(conference.id).await {
+        match self.caller.delete_conference(conference.id).await {
             Ok(()) => {
                 tracing::info!(room = name.as_str(), id = conference.id, "room deleted");
                 Ok(())

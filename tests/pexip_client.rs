@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::app::{PEXIP_PASSWORD, PEXIP_USER, SPEC_TAG, SPEC_UUI, TestApp};
 use maxconf::config::{PexipAuth, PexipSettings};
-use maxconf::pexip::{PexipClient, PexipError, RetryPolicy};
+use maxconf::pexip::{PexipClient, PexipError, Priority, RetryPolicy};
 use maxconf::secret::Secret;
 use maxconf::sim::{SimAuth, SimConfig, Simulator};
 use serde_json::{Value, json};
@@ -443,8 +443,9 @@ async fn every_request_times_out() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// Background work alone never holds the last slot; with creates the total is the cap, never more.
 #[tokio::test]
-async fn concurrency_is_capped() {
+async fn concurrency_is_capped_and_one_slot_is_kept_for_creates() {
     let sim = Simulator::spawn(SimConfig {
         latency: Duration::from_millis(50),
         ..SimConfig::default()
@@ -452,17 +453,31 @@ async fn concurrency_is_capped() {
     .await
     .unwrap();
     let id = sim.sim.insert_room(json!({"name": "r"})).unwrap();
-    let c = client(&sim.base_url(), basic());
-    let handles: Vec<_> = (0..20)
-        .map(|_| {
-            let c = c.clone();
-            tokio::spawn(async move { c.get_conference(id).await })
-        })
-        .collect();
-    for handle in handles {
-        assert!(handle.await.unwrap().unwrap().is_some());
-    }
-    assert_eq!(sim.sim.stats().max_in_flight, 5);
+    let background = client(&sim.base_url(), basic());
+    let creates = background.with_priority(Priority::Create);
+    let run = |clients: Vec<PexipClient>| async move {
+        let handles: Vec<_> = clients
+            .into_iter()
+            .map(|c| tokio::spawn(async move { c.get_conference(id).await }))
+            .collect();
+        for handle in handles {
+            assert!(handle.await.unwrap().unwrap().is_some());
+        }
+    };
+    run(vec![background.clone(); 20]).await;
+    assert_eq!(
+        sim.sim.stats().max_in_flight,
+        4,
+        "background alone: all slots but one"
+    );
+    let mut mixed = vec![background.clone(); 20];
+    mixed.extend(vec![creates.clone(); 20]);
+    run(mixed).await;
+    assert_eq!(
+        sim.sim.stats().max_in_flight,
+        5,
+        "never more than PEXIP_MAX_CONCURRENCY"
+    );
 }
 
 #[tokio::test]

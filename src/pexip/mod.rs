@@ -1,6 +1,7 @@
 //! The Pexip Infinity Management API client: conferences (VMRs) only.
 //!
-//! Every request has a timeout and waits for one of `PEXIP_MAX_CONCURRENCY` slots. GET, PATCH
+//! Every request has a timeout and waits for one of `PEXIP_MAX_CONCURRENCY` slots, creates first
+//! ([`gate`]). GET, PATCH
 //! and DELETE are retried with backoff and jitter on 5xx, 429 (honouring `Retry-After`) and
 //! connection errors; a create that failed that way is looked up by name before it is posted
 //! again, because Pexip can create a room and still answer 500. DELETE is only ever sent to
@@ -8,6 +9,7 @@
 //! Redirects are never followed, so no request leaves the URL the client built.
 
 pub mod auth;
+pub mod gate;
 pub mod model;
 
 use std::sync::Arc;
@@ -16,12 +18,13 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use url::Url;
 
 pub use crate::conference::{Alias, Conference};
 use crate::config::{PexipAuth, PexipSettings};
 use auth::{Credentials, OAuth};
+use gate::Gate;
+pub use gate::Priority;
 
 const CONFERENCE_PATH: &str = "/api/admin/configuration/v1/conference/";
 const ALIAS_PATH: &str = "/api/admin/configuration/v1/conference_alias/";
@@ -115,16 +118,19 @@ impl RetryPolicy {
     }
 }
 
+/// A handle on the client; clones share connections, credentials and the concurrency cap.
 #[derive(Clone)]
 pub struct PexipClient {
     inner: Arc<Inner>,
+    /// Whose requests this handle sends, for the order of the cap's slots.
+    priority: Priority,
 }
 
 struct Inner {
     http: reqwest::Client,
     base: Url,
     creds: Credentials,
-    slots: Semaphore,
+    slots: Arc<Gate>,
     timeout: Duration,
     retry: RetryPolicy,
 }
@@ -181,11 +187,20 @@ impl PexipClient {
                 http,
                 base,
                 creds,
-                slots: Semaphore::new(settings.max_concurrency),
+                slots: Gate::new(settings.max_concurrency),
                 timeout: settings.timeout,
                 retry,
             }),
+            priority: Priority::Background,
         })
+    }
+
+    /// The same client, sending its requests with `priority` (a new client sends background work).
+    pub fn with_priority(&self, priority: Priority) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            priority,
+        }
     }
 
     /// One conference by id; `None` when Pexip has none.
@@ -450,12 +465,7 @@ impl PexipClient {
         loop {
             let authorization = self.inner.creds.header(&self.inner.http).await?;
             let answer = {
-                let _slot = self
-                    .inner
-                    .slots
-                    .acquire()
-                    .await
-                    .map_err(|_| PexipError::Unavailable("client closed".into()))?;
+                let _slot = self.inner.slots.acquire(self.priority).await;
                 let started = Instant::now();
                 let op = format!("{method} {}", url.path());
                 let response = self

@@ -41,7 +41,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
                 let storage =
                     tokio::time::timeout(CHECK_TIMEOUT, broker.pool().approximate_count());
                 let result = if service.is_open() {
-                    let pexip = tokio::time::timeout(CHECK_TIMEOUT, broker.pexip().probe());
+                    let pexip = tokio::time::timeout(CHECK_TIMEOUT, broker.caller_pexip().probe());
                     let (storage, pexip) = tokio::join!(storage, pexip);
                     (
                         matches!(storage, Ok(Ok(_))),

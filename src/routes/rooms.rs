@@ -96,7 +96,7 @@ pub(super) async fn read_room(
 async fn find(state: &AppState, name: &RoomName) -> Result<Conference, AppError> {
     state
         .broker
-        .pexip()
+        .caller_pexip()
         .find_by_name(name.as_str())
         .await
         .map_err(pexip_error)?
@@ -168,7 +168,7 @@ async fn update_room(
     let conference = find(&state, &name).await?;
     match state
         .broker
-        .pexip()
+        .caller_pexip()
         .patch_conference(conference.id, &Value::Object(changes))
         .await
     {
