@@ -279,6 +279,7 @@ fn validator(config_url: String, refetch: Duration) -> EntraValidator {
         audiences: vec![AUDIENCE.into()],
         required_role: Some(ROLE.into()),
         openid_config_url: Some(config_url.parse().unwrap()),
+        operator_role: None,
     };
     EntraValidator::from_mode(&mode)
         .unwrap()
