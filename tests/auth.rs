@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::app::{SPEC_UUI, TestApp, problem, test_env};
 use common::entra::*;
