@@ -225,6 +225,9 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     println!(
         "  timers now: curl -s -X POST {base}/function-pool-maintain (also function-room-gc, function-metrics)"
     );
+    println!(
+        "  operator commands: maxconf status --api {base}/api (also pool fill|drain, reap, gc, maintain)"
+    );
     if let Some(sink) = &sink {
         println!(
             "  event sink: Basic {} / {} ; maxconf trigger conference_ended <room> --url {base}",

@@ -176,6 +176,12 @@ pub async fn get(settings: &Settings, id: &str) -> Result<Option<Operation>, Que
         return Ok(Some(op));
     }
     let queue = queue(settings)?;
+    // No operation recorded yet on this account: the queue may not exist. Once per process.
+    static ENSURED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !ENSURED.load(std::sync::atomic::Ordering::Relaxed) {
+        queue.create_if_missing().await?;
+        ENSURED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut found: Option<Operation> = None;
     for text in queue.peek(32).await? {
         if let Ok(op) = serde_json::from_str::<Operation>(&text)

@@ -185,10 +185,16 @@ async fn entra_service(
         env.insert(k.to_owned(), v);
     }
     env.insert("POOL_TARGET_SIZE".into(), "2".into());
+    let (service, api) = serve(&env).await;
+    (service, api, env)
+}
+
+/// One more `maxconf serve` process with `env`: an instance of the same app.
+async fn serve(env: &HashMap<String, String>) -> (Killed, String) {
     let port = free_port();
     let child = Command::new(BIN)
         .env_clear()
-        .envs(&env)
+        .envs(env)
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -196,7 +202,7 @@ async fn entra_service(
         .unwrap();
     let mut guard = Killed(child);
     wait_until_up(port, &mut guard).await;
-    (guard, format!("http://127.0.0.1:{port}/api"), env)
+    (guard, format!("http://127.0.0.1:{port}/api"))
 }
 
 /// Waits for an operation to finish; its last state.
@@ -355,6 +361,7 @@ async fn remote_commands_print_what_local_ones_print_and_exit_alike() {
     assert!(text.contains("0 ready of target 2"), "{text}");
     same(&["gc", "--dry-run"], 0).await;
     same(&["reap", "--dry-run"], 0).await;
+    same(&["maintain", "--dry-run"], 0).await;
     // Pexip failing: the same failure lines and exit 1 either way.
     sim.sim.set_down(true);
     let text = same(&["pool", "fill", "--count", "1"], 1).await;
@@ -434,6 +441,16 @@ async fn management_routes_refuse_bad_input_with_problems_and_change_nothing() {
             "{path}"
         );
     }
+    // An unknown operation, before any was ever recorded on this account: 404, not 503.
+    let response = app
+        .request(
+            reqwest::Method::GET,
+            "/api/manage/operations/0b5e1e8e-0000-4000-8000-00000000000f",
+        )
+        .send()
+        .await
+        .unwrap();
+    problem(response, 404).await;
     let response = app
         .request(reqwest::Method::DELETE, "/api/manage/fill")
         .send()
@@ -473,4 +490,44 @@ async fn without_an_operator_role_setting_the_management_routes_are_closed() {
         .await
         .unwrap();
     problem(response, 401).await;
+}
+
+#[tokio::test]
+async fn an_operation_started_on_one_instance_is_followed_from_another() {
+    let sim = sim().await;
+    let tenant = tenant(vec![jwk("k1", N_1)]).await;
+    let (_first, first, env) = entra_service(&sim, &tenant).await;
+    let (_second, second) = serve(&env).await;
+    let http = reqwest::Client::new();
+    let operator = token_with_roles(&[OPERATOR_ROLE]);
+    let response = http
+        .post(format!("{first}/manage/fill?count=1"))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let op: Value = response.json().await.unwrap();
+    let id = op["id"].as_str().unwrap();
+    // The other instance never ran it: it answers from the operation's record in storage.
+    let done = finished(&http, &second, &operator, id).await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(done["command"], "pool fill --count 1");
+    let lines: Vec<&str> = done["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "line")
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, ["added 1 room, 0 failed; the pool now holds 1"]);
+    // And the remote command, pointed at the second instance, prints it like a local run.
+    let env: HashMap<String, String> = [
+        ("MAXCONF_API".to_owned(), second.clone()),
+        ("MAXCONF_API_TOKEN".to_owned(), operator.clone()),
+    ]
+    .into();
+    let out = maxconf(&env, &["status", "--json"]).await;
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["pool"]["total"], 1, "{status:#}");
 }
