@@ -173,6 +173,24 @@ async fn every_operator_command_runs_remotely_against_dev_without_credentials() 
     let out = maxconf(&env, &["status"]).await;
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(stderr(&out).contains("https"), "{out:?}");
+
+    // Without MAXCONF_API_TOKEN a remote service needs the audience for the operator's own
+    // token, from the Azure CLI (none here: the failure names what to do, and nothing is sent).
+    env.remove("MAXCONF_API_TOKEN");
+    env.insert(
+        "MAXCONF_API".into(),
+        "https://maxconf.example.invalid".into(),
+    );
+    let out = maxconf(&env, &["gc"]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr(&out).contains("MAXCONF_API_AUDIENCE"), "{out:?}");
+    let out = maxconf(&env, &["gc", "--audience", "api://maxconf-test"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains("could not get a token for api://maxconf-test/.default"),
+        "{out:?}"
+    );
+    assert!(stderr(&out).contains("az login"), "{out:?}");
 }
 
 /// `maxconf serve` as the host starts it, with Entra token checks against `tenant`; its env.
