@@ -149,6 +149,10 @@ param authApiClientId string
 @minLength(1)
 param authRequiredRole string = 'Rooms.Manage'
 
+@description('App role operators hold for the management routes and `maxconf … --api` (AUTH_OPERATOR_ROLE); assignable to users and groups (infra/entra/register.sh creates it). Must differ from authRequiredRole.')
+@minLength(1)
+param authOperatorRole string = 'Pool.Operate'
+
 @description('AUTH_OPENID_CONFIG_URL override (sovereign clouds); empty: Entra\'s, from the tenant.')
 param authOpenidConfigUrl string = ''
 
@@ -422,6 +426,10 @@ var maxconfSettings = [
     value: authRequiredRole
   }
   {
+    name: 'AUTH_OPERATOR_ROLE'
+    value: authOperatorRole
+  }
+  {
     name: 'AUTH_OPENID_CONFIG_URL'
     value: authOpenidConfigUrl
   }
@@ -533,6 +541,7 @@ module apim 'modules/apim.bicep' = {
     audience: authAudience
     apiClientId: authApiClientId
     requiredRole: authRequiredRole
+    operatorRole: authOperatorRole
     tags: allTags
   }
 }
@@ -544,6 +553,8 @@ output stagingSlotHostName string = functionApp.outputs.stagingHostName
 output apimName string = apim.outputs.apimName
 output apimGatewayUrl string = apim.outputs.gatewayUrl
 output apimSubscriptionName string = apim.outputs.subscriptionName
+@description('MAXCONF_API for operators: `maxconf status --api <this>` from a laptop.')
+output operatorApiUrl string = '${apim.outputs.gatewayUrl}${empty(apimApiPath) ? '' : '/${apimApiPath}'}'
 output publicRoomUrlPrefix string = '${apim.outputs.gatewayUrl}/${empty(apimApiPath) ? '' : '${apimApiPath}/'}public/room/'
 output eventSinkUrl string = '${apim.outputs.gatewayUrl}/${empty(apimApiPath) ? '' : '${apimApiPath}/'}public/event_sink'
 output keyVaultName string = keyvault.outputs.keyVaultName

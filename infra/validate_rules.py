@@ -100,6 +100,12 @@ check(jwt is not None and jwt.get("failed-validation-httpcode") == "401", "api.x
 check(jwt is not None and jwt.find("required-claims") is None, "api.xml: the role is checked after validate-jwt (403), not in required-claims (401)")
 statuses = {int(s.get("code")) for s in private_policy.iter("set-status")} | {401}
 check(403 in statuses, "api.xml: a token without the role must get 403")
+# Issue 15: the management operations take the operator role, named in APIM and in the app.
+check("{{maxconf-operator-role}}" in policies["api.xml"] and 'StartsWith("/manage/")' in policies["api.xml"],
+      "api.xml: the /manage/ operations must require {{maxconf-operator-role}} instead of the caller's role")
+check("name: 'maxconf-operator-role'" in apim, "apim.bicep: the maxconf-operator-role named value is missing")
+check(re.search(r"name: 'AUTH_OPERATOR_ROLE'\s*\n\s*value: authOperatorRole", main),
+      "main.bicep: the AUTH_OPERATOR_ROLE app setting must come from authOperatorRole")
 stripped = {(e.tag, e.get("name")) for e in inbound if e.get("exists-action") == "delete"}
 check(("set-query-parameter", "subscription-key") in stripped, "api.xml: the subscription-key query parameter must be stripped")
 check(("set-header", "Ocp-Apim-Subscription-Key") in stripped, "api.xml: the Ocp-Apim-Subscription-Key header must be stripped")

@@ -43,6 +43,8 @@ pub enum AuthError {
     Invalid,
     #[error("the token lacks the required app role")]
     MissingRole,
+    #[error("management routes are disabled: AUTH_OPERATOR_ROLE is not set")]
+    OperatorRoleUnset,
     #[error("token signing keys are unavailable")]
     KeysUnavailable(String),
 }
@@ -51,7 +53,9 @@ impl From<AuthError> for AppError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Missing | AuthError::Invalid => AppError::Unauthorized(e.to_string()),
-            AuthError::MissingRole => AppError::Forbidden(e.to_string()),
+            AuthError::MissingRole | AuthError::OperatorRoleUnset => {
+                AppError::Forbidden(e.to_string())
+            }
             AuthError::KeysUnavailable(cause) => {
                 AppError::unavailable("token validation is unavailable", cause)
             }
@@ -62,6 +66,8 @@ impl From<AuthError> for AppError {
 pub struct EntraValidator {
     audiences: Vec<String>,
     required_role: Option<String>,
+    /// `AUTH_OPERATOR_ROLE`: required (instead of `required_role`) by the management routes.
+    operator_role: Option<String>,
     /// Shared with background refreshes.
     source: Arc<KeySource>,
 }
@@ -107,6 +113,7 @@ impl EntraValidator {
             audiences,
             required_role,
             openid_config_url,
+            operator_role,
         } = mode
         else {
             return Ok(None);
@@ -126,6 +133,7 @@ impl EntraValidator {
         Ok(Some(Self {
             audiences: audiences.clone(),
             required_role: required_role.clone(),
+            operator_role: operator_role.clone(),
             source: Arc::new(KeySource {
                 http,
                 config_url,
@@ -156,8 +164,29 @@ impl EntraValidator {
         self
     }
 
-    /// Checks `Authorization: Bearer <token>`.
+    /// Checks `Authorization: Bearer <token>` for the caller routes (`AUTH_REQUIRED_ROLE`).
     pub async fn check(&self, authorization: Option<&str>) -> Result<(), AuthError> {
+        self.check_role(authorization, self.required_role.as_deref())
+            .await
+    }
+
+    /// Checks a token for the management routes: it must carry `AUTH_OPERATOR_ROLE` (the
+    /// caller's role is not enough). Without that setting nobody may use them.
+    pub async fn check_operator(&self, authorization: Option<&str>) -> Result<(), AuthError> {
+        let Some(role) = self.operator_role.as_deref() else {
+            // Validate first: a missing or bad token is still a 401, not a 403.
+            self.check_role(authorization, None).await?;
+            return Err(AuthError::OperatorRoleUnset);
+        };
+        self.check_role(authorization, Some(role)).await
+    }
+
+    /// A valid token, holding `role` when one is given.
+    async fn check_role(
+        &self,
+        authorization: Option<&str>,
+        role: Option<&str>,
+    ) -> Result<(), AuthError> {
         let token = authorization
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
@@ -181,7 +210,7 @@ impl EntraValidator {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|_| AuthError::Invalid)?;
-        match &self.required_role {
+        match role {
             Some(role) if !data.claims.roles.iter().any(|r| r == role) => {
                 Err(AuthError::MissingRole)
             }
@@ -306,6 +335,23 @@ pub async fn require_token(
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         validator.check(header).await?;
+    }
+    Ok(next.run(request).await)
+}
+
+/// Middleware for the management routes: an Entra token carrying the operator role
+/// (`AUTH_OPERATOR_ROLE`); the caller's role alone is a 403. Off with `AUTH_MODE=none`.
+pub async fn require_operator(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    if let Some(validator) = &state.auth {
+        let header = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        validator.check_operator(header).await?;
     }
     Ok(next.run(request).await)
 }

@@ -115,6 +115,9 @@ pub enum AuthMode {
         audiences: Vec<String>,
         required_role: Option<String>,
         openid_config_url: Option<Url>,
+        /// `AUTH_OPERATOR_ROLE`: the app role the management routes (`/api/manage/…`) require
+        /// instead of the caller's. Unset: the management routes answer 403.
+        operator_role: Option<String>,
     },
 }
 
@@ -291,6 +294,7 @@ impl Settings {
                     None => None,
                     Some(_) => Some(env.base_url("AUTH_OPENID_CONFIG_URL")?),
                 },
+                operator_role: operator_role(&env)?,
             },
             Some(_) => return Err(ConfigError::new("AUTH_MODE", "must be `entra` or `none`")),
             None => {
@@ -553,6 +557,28 @@ fn required_role(env: &Env) -> Result<Option<String>, ConfigError> {
     }
 }
 
+/// `AUTH_OPERATOR_ROLE`: an app role value (no spaces, as Entra requires of role values),
+/// distinct from `AUTH_REQUIRED_ROLE` so that a caller's token never opens the management routes.
+fn operator_role(env: &Env) -> Result<Option<String>, ConfigError> {
+    let Some(role) = env.get("AUTH_OPERATOR_ROLE") else {
+        return Ok(None);
+    };
+    let role = role.trim().to_owned();
+    if role.chars().any(char::is_whitespace) {
+        return Err(ConfigError::new(
+            "AUTH_OPERATOR_ROLE",
+            "must be an app role value, without spaces",
+        ));
+    }
+    if env.get("AUTH_REQUIRED_ROLE").map(|r| r.trim().to_owned()) == Some(role.clone()) {
+        return Err(ConfigError::new(
+            "AUTH_OPERATOR_ROLE",
+            "must differ from AUTH_REQUIRED_ROLE (callers must not hold the operator role)",
+        ));
+    }
+    Ok(Some(role))
+}
+
 /// Typed reads over a lookup function. Empty values count as unset, as in App Service.
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
@@ -717,6 +743,44 @@ mod tests {
             vars.insert("TIMERS_ENABLED".into(), raw.into());
             assert_eq!(load(&vars).unwrap().timers_enabled, expected, "{raw}");
         }
+    }
+
+    /// The operator role is optional (management routes closed without it), a role value,
+    /// and never the caller's role.
+    #[test]
+    fn the_operator_role_is_a_role_value_distinct_from_the_callers() {
+        let with = |operator: &str| {
+            let mut vars = base();
+            for (k, v) in [
+                ("AUTH_MODE", "entra"),
+                ("AUTH_TENANT_ID", "t"),
+                ("AUTH_AUDIENCE", "api://x"),
+                ("AUTH_REQUIRED_ROLE", "Rooms.Manage"),
+                ("AUTH_OPERATOR_ROLE", operator),
+            ] {
+                vars.insert(k.to_owned(), v.to_owned());
+            }
+            load(&vars)
+        };
+        let operator = |s: Settings| match s.auth {
+            AuthMode::Entra { operator_role, .. } => operator_role,
+            AuthMode::None => panic!("entra expected"),
+        };
+        assert_eq!(operator(with("").unwrap()), None);
+        assert_eq!(
+            operator(with(" Pool.Operate ").unwrap()).as_deref(),
+            Some("Pool.Operate")
+        );
+        for bad in ["Rooms.Manage", "Pool Operate"] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(err.setting, "AUTH_OPERATOR_ROLE", "{bad}");
+        }
+        assert!(
+            with("Rooms.Manage")
+                .unwrap_err()
+                .to_string()
+                .contains("must differ from AUTH_REQUIRED_ROLE")
+        );
     }
 
     /// An empty role would let in any principal of the tenant holding a token for the

@@ -195,6 +195,7 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
         .map_err(DevError::Settings)?;
     crate::telemetry::init(settings.log_format);
     crate::runs::use_memory_queue(&settings);
+    crate::operations::use_memory_queue(&settings);
     let pool = Queue::memory(&settings.pool.queue_name);
     let deletions = Queue::memory(&settings.pool.deletion_queue_name);
     let sink = settings.event_sink.clone();
@@ -223,6 +224,9 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     println!("  delete: curl -s -i -X DELETE '{base}/api/room/<name from create>'");
     println!(
         "  timers now: curl -s -X POST {base}/function-pool-maintain (also function-room-gc, function-metrics)"
+    );
+    println!(
+        "  operator commands: maxconf status --api {base}/api (also pool fill|drain, reap, gc, maintain)"
     );
     if let Some(sink) = &sink {
         println!(

@@ -15,9 +15,10 @@ use crate::pool::Queue;
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One probed dependency.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Probe {
-    pub name: &'static str,
+    /// Owned when read back from a remote status report.
+    pub name: std::borrow::Cow<'static, str>,
     /// Scheme, host and port only (never a path, query or credential).
     pub endpoint: String,
     pub ok: bool,
@@ -32,7 +33,7 @@ impl Probe {
             Err(detail) => (false, detail),
         };
         Self {
-            name,
+            name: name.into(),
             endpoint: origin(url),
             ok,
             detail,

@@ -253,11 +253,8 @@ async fn discard(broker: &Broker, msg: &Received, dry_run: bool, outcome: Outcom
     }
 }
 
-/// `maxconf gc [--dry-run]`: one run, its report on stdout; true when it succeeded.
-pub async fn command(broker: &Broker, dry_run: bool) -> bool {
+/// `maxconf gc [--dry-run]`: one run, its report on `out`; true when it succeeded.
+pub async fn command(broker: &Broker, dry_run: bool, out: &dyn crate::ops::Out) -> bool {
     let report = crate::routes::invoke::printed(run(broker, dry_run)).await;
-    for line in &report.logs {
-        println!("{line}");
-    }
-    !report.failed
+    crate::ops::print_report(&report, out)
 }

@@ -9,16 +9,35 @@ use maxconf::config::LogFormat;
 use maxconf::config::Settings;
 #[cfg(feature = "sim")]
 use maxconf::dev::{self, DevOptions};
+use maxconf::ops::Console;
+use maxconf::remote::{self, Target};
 use maxconf::{app, ops, telemetry};
 
 /// maxconf: hands out Pexip rooms from an Azure Storage Queue pool (Azure Functions custom handler).
 ///
-/// Every command reads the same settings from the environment (see the README).
+/// Every command reads the same settings from the environment (see the README). The operator
+/// commands (status, pool, reap, gc, maintain) run on a deployed service instead with --api.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// Remote mode for the operator commands.
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// Run the operator command on this service's management routes instead of with local
+    /// settings: the API's base URL, e.g. https://<apim host>/maxconf, or
+    /// http://127.0.0.1:7071/api for `maxconf dev` (no token on loopback).
+    #[arg(long, global = true, env = "MAXCONF_API", value_name = "URL")]
+    api: Option<String>,
+    /// The API's application ID URI (AUTH_AUDIENCE): your token is for <audience>/.default,
+    /// from your Azure CLI login. MAXCONF_API_TOKEN, if set, is sent instead (automation).
+    #[arg(long, global = true, env = "MAXCONF_API_AUDIENCE", value_name = "URI")]
+    audience: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -46,6 +65,13 @@ enum Command {
     /// Delete the rooms whose deletion is due on the deletion queue (what function-room-gc does).
     Gc {
         /// Only report what would be done; nothing is deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// One maintainer run now (what function-pool-maintain does every 5 minutes): repair,
+    /// reap, top the pool up.
+    Maintain {
+        /// Only report what would be repaired or reaped; nothing changes.
         #[arg(long)]
         dry_run: bool,
     },
@@ -120,7 +146,17 @@ enum PoolAction {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve { port: None }) {
+    let remote = cli.remote.api.map(|api| Target {
+        api,
+        audience: cli.remote.audience,
+    });
+    let command = cli.command.unwrap_or(Command::Serve { port: None });
+    if let Some(target) = &remote
+        && let Some(code) = run_remote(target, &command).await
+    {
+        return code;
+    }
+    match command {
         Command::Serve { port } => serve(port).await,
         Command::Status(args)
         | Command::Pool {
@@ -133,11 +169,18 @@ async fn main() -> ExitCode {
         }
         Command::Pool { action } => {
             with_broker(|broker| async move {
+                let out = Console::default();
                 match action {
                     PoolAction::Status(_) => unreachable!("handled above"),
-                    PoolAction::Fill { count } => ops::pool_fill(&broker, count).await,
-                    PoolAction::Drain { yes: _ } => ops::pool_drain(&broker).await,
+                    PoolAction::Fill { count } => ops::pool_fill(&broker, count, &out).await,
+                    PoolAction::Drain { yes: _ } => ops::pool_drain(&broker, &out).await,
                 }
+            })
+            .await
+        }
+        Command::Maintain { dry_run } => {
+            with_broker(|broker| async move {
+                ops::maintain(&broker, dry_run, &Console::default()).await
             })
             .await
         }
@@ -146,10 +189,16 @@ async fn main() -> ExitCode {
             ExitCode::from(maxconf::doctor::run(|name| vars.get(name).cloned()).await)
         }
         Command::Reap { dry_run } => {
-            with_broker(|broker| async move { ops::reap(&broker, dry_run).await }).await
+            with_broker(
+                |broker| async move { ops::reap(&broker, dry_run, &Console::default()).await },
+            )
+            .await
         }
         Command::Gc { dry_run } => {
-            with_broker(|broker| async move { maxconf::gc::command(&broker, dry_run).await }).await
+            with_broker(|broker| async move {
+                maxconf::gc::command(&broker, dry_run, &Console::default()).await
+            })
+            .await
         }
         #[cfg(feature = "sim")]
         Command::Dev {
@@ -186,6 +235,40 @@ async fn main() -> ExitCode {
             exit_status("maxconf simulate", dev::simulate(port, latency).await)
         }
     }
+}
+
+/// An operator command in remote mode; `None` for the commands that only run locally
+/// (serve, doctor, dev, trigger, simulate).
+async fn run_remote(target: &Target, command: &Command) -> Option<ExitCode> {
+    let dry = |dry_run: bool| vec![("dry_run", dry_run.to_string())];
+    let (path, query) = match command {
+        Command::Status(args)
+        | Command::Pool {
+            action: PoolAction::Status(args),
+        } => {
+            let (json, min_ready) = (args.json, args.min_ready);
+            return Some(
+                remote::run(target, |r| async move { r.status(json, min_ready).await }).await,
+            );
+        }
+        Command::Pool {
+            action: PoolAction::Fill { count },
+        } => (
+            "fill",
+            count
+                .map(|n| ("count", n.to_string()))
+                .into_iter()
+                .collect(),
+        ),
+        Command::Pool {
+            action: PoolAction::Drain { .. },
+        } => ("drain", vec![("confirm", "true".to_owned())]),
+        Command::Reap { dry_run } => ("reap", dry(*dry_run)),
+        Command::Gc { dry_run } => ("gc", dry(*dry_run)),
+        Command::Maintain { dry_run } => ("maintain", dry(*dry_run)),
+        _ => return None,
+    };
+    Some(remote::run(target, |r| async move { r.operation(path, &query).await }).await)
 }
 
 fn exit_status<E: std::fmt::Display>(what: &str, result: Result<(), E>) -> ExitCode {

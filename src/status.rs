@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::broker::Broker;
 use crate::doctor::{self, PROBE_TIMEOUT, Probe};
@@ -15,17 +15,18 @@ use crate::runs::RunRecord;
 /// Visible messages a single peek can count (the service's limit).
 const PEEK_MAX: u32 = 32;
 
-#[derive(Debug, Serialize)]
+/// The report, as `GET /api/manage/status` also answers it (and `--api` reads it back).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
     pub pool: PoolView,
     /// Pexip's rooms by state (`None` when Pexip did not answer).
-    pub pexip_rooms: Option<BTreeMap<&'static str, u64>>,
+    pub pexip_rooms: Option<BTreeMap<String, u64>>,
     pub deletion_backlog: Option<u64>,
     /// The latest maintainer and GC runs, as recorded by whichever instance ran them.
     pub last_runs: Vec<RunRecord>,
     pub reachability: Vec<Probe>,
     /// With service hours set: open or closed, and until when.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     /// Why the exit status is not 0 (empty when all is well).
     pub problems: Vec<String>,
@@ -45,7 +46,7 @@ fn service_line(hours: &crate::service_hours::ServiceHours) -> Option<String> {
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PoolView {
     pub queue: String,
     pub target: u32,
@@ -62,7 +63,7 @@ pub struct PoolView {
 }
 
 /// Pexip's rooms by what maxconf makes of them. The one place `status` reads room state.
-fn room_states(rooms: Vec<serde_json::Value>, broker: &Broker) -> BTreeMap<&'static str, u64> {
+fn room_states(rooms: Vec<serde_json::Value>, broker: &Broker) -> BTreeMap<String, u64> {
     use crate::maintain::{RoomKind, classify};
     let mut states = BTreeMap::new();
     for raw in rooms {
@@ -76,7 +77,7 @@ fn room_states(rooms: Vec<serde_json::Value>, broker: &Broker) -> BTreeMap<&'sta
             },
             Err(_) => "unreadable",
         };
-        *states.entry(state).or_insert(0) += 1;
+        *states.entry(state.to_owned()).or_insert(0) += 1;
     }
     states
 }
@@ -88,7 +89,17 @@ pub async fn collect(broker: &Broker, min_ready: Option<u64>) -> Status {
     let mut problems = Vec::new();
     let open = settings.service_hours.status().is_open();
 
-    let storage = doctor::probe_storage(settings, PROBE_TIMEOUT).await;
+    let storage = if broker.pool().is_memory() {
+        // `maxconf dev`: the queues live in this process.
+        Probe {
+            name: "storage".into(),
+            endpoint: "memory".into(),
+            ok: true,
+            detail: "in-process queues (maxconf dev)".into(),
+        }
+    } else {
+        doctor::probe_storage(settings, PROBE_TIMEOUT).await
+    };
     let storage_up = storage.ok;
     let (total, visible, backlog, runs, rooms) = tokio::join!(
         async {
@@ -146,7 +157,7 @@ pub async fn collect(broker: &Broker, min_ready: Option<u64>) -> Status {
         ),
     };
     let pexip = Probe {
-        name: "pexip",
+        name: "pexip".into(),
         endpoint: doctor::origin(&settings.pexip.base_url),
         ok: pexip.is_ok(),
         detail: match pexip {
@@ -251,14 +262,18 @@ pub fn render(status: &Status) -> String {
 
 /// `maxconf status`: prints the status; `true` when all is well.
 pub async fn command(broker: &Broker, json: bool, min_ready: Option<u64>) -> bool {
-    let status = collect(broker, min_ready).await;
+    print(&collect(broker, min_ready).await, json)
+}
+
+/// Prints a status report, local or remote alike; `true` when all is well.
+pub fn print(status: &Status, json: bool) -> bool {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&status).expect("status serialises")
+            serde_json::to_string_pretty(status).expect("status serialises")
         );
     } else {
-        print!("{}", render(&status));
+        print!("{}", render(status));
     }
     status.problems.is_empty()
 }

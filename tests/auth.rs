@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::app::{SPEC_UUI, TestApp, problem, test_env};
+use common::entra::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use maxconf::auth::{AuthError, EntraValidator};
 use maxconf::config::AuthMode;
@@ -13,73 +14,6 @@ use maxconf::sim::{SimConfig, SimServer, Simulator};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const TENANT: &str = "7a1b2c3d-0000-4000-8000-00000000abcd";
-const AUDIENCE: &str = "api://maxconf";
-const ROLE: &str = "Rooms.Manage";
-const KEY_1: &str = include_str!("fixtures/entra-test-key-1.pem");
-const KEY_2: &str = include_str!("fixtures/entra-test-key-2.pem");
-const N_1: &str = "3mwlgViCObd4r7H1ZovVaCvAExU0gPsMNwshYN7u4apElFv9gbrF1G8s9WDDz4DPdVS6spebD5lSFRZoYMvF7p-dgFX_5rrnCZGkq10PbKn7kfX66ga65vuVOKnA2XoNaBf1d4nh-_4VwojAEzRVjEryAidSal_MUO5eHNR63I88zuSGlhx1B31fU_CmD23G5i_YGTanoKcv1lYjU3gOQJFzlCpBo7xK15hhDRF9p4wmOR3IaMPCaeA7kA3fA7GD51N3XpWtsJBKwOIZR3qXOrIWTVHz-SrKaS46PCmqE_PXpyxB3813vlf8G7Q4upmvaEohnfajWYaEPJM8SmzQ7w";
-const N_2: &str = "ozK__P899mzYiceTZSLooKf3VjL5GFFDTePf-Qzby8T4TlkF5_UO-fFZM236A-ZZQG4s-64htknAii7dcaG5-AREHaRclV-hK7cI_Hmr4tIWWF6ezQI1nMaKtk8OOr7BZe_vq_bAwh81I5G0CgsYjIR49ubrAbYibAss8p45vpKlFKqEMK5cWnkkFsoRIjASHYolskauX25sJDu5WjDKkCfn58YVTI-GpFj-awNIwq4rG6AVsBBKxrT0TGc7rcdWjsUX_ueA-4E65U3UyreRcuEVVXeKylFHE_vY3S64MnsKtOa9J8VrjXJmTALvZwunuhX8u_BpfH50EMzzYZjADQ";
-
-fn v2_issuer() -> String {
-    format!("https://login.microsoftonline.com/{TENANT}/v2.0")
-}
-
-fn jwk(kid: &str, n: &str) -> Value {
-    json!({"kty": "RSA", "use": "sig", "kid": kid, "n": n, "e": "AQAB"})
-}
-
-/// A mock tenant publishing `keys`.
-async fn tenant(keys: Vec<Value>) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/{TENANT}/v2.0/.well-known/openid-configuration"
-        )))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
-            "jwks_uri": format!("{}/{TENANT}/discovery/v2.0/keys", server.uri()),
-        })))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(format!("/{TENANT}/discovery/v2.0/keys")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"keys": keys})))
-        .mount(&server)
-        .await;
-    server
-}
-
-fn config_url(server: &MockServer) -> String {
-    format!(
-        "{}/{TENANT}/v2.0/.well-known/openid-configuration",
-        server.uri()
-    )
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn claims() -> Value {
-    json!({"iss": v2_issuer(), "aud": AUDIENCE, "iat": now(), "nbf": now() - 10,
-           "exp": now() + 3600, "roles": [ROLE], "azp": "idim-video-api"})
-}
-
-fn sign(kid: &str, key: &str, claims: &Value) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.into());
-    jsonwebtoken::encode(
-        &header,
-        claims,
-        &EncodingKey::from_rsa_pem(key.as_bytes()).unwrap(),
-    )
-    .unwrap()
-}
 
 async fn sim() -> SimServer {
     maxconf::tls::ensure_crypto_provider();
@@ -279,6 +213,7 @@ fn validator(config_url: String, refetch: Duration) -> EntraValidator {
         audiences: vec![AUDIENCE.into()],
         required_role: Some(ROLE.into()),
         openid_config_url: Some(config_url.parse().unwrap()),
+        operator_role: None,
     };
     EntraValidator::from_mode(&mode)
         .unwrap()

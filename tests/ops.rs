@@ -153,7 +153,7 @@ fn help_describes_every_command() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for command in [
-        "serve", "status", "doctor", "pool", "reap", "dev", "simulate",
+        "serve", "status", "doctor", "pool", "reap", "gc", "maintain", "dev", "simulate", "--api",
     ] {
         assert!(help.contains(command), "{command} in {help}");
     }

@@ -44,6 +44,8 @@ param tenantId string
 param audience string
 param apiClientId string
 param requiredRole string = 'Rooms.Manage'
+@description('App role the management operations (/manage/...) require instead of requiredRole: the operators\' role.')
+param operatorRole string = 'Pool.Operate'
 
 param tags object = {}
 
@@ -132,6 +134,16 @@ resource roleValue 'Microsoft.ApiManagement/service/namedValues@2023-09-01-previ
   properties: {
     displayName: 'maxconf-required-role'
     value: requiredRole
+    secret: false
+  }
+}
+
+resource operatorRoleValue 'Microsoft.ApiManagement/service/namedValues@2023-09-01-preview' = {
+  parent: apim
+  name: 'maxconf-operator-role'
+  properties: {
+    displayName: 'maxconf-operator-role'
+    value: operatorRole
     secret: false
   }
 }
@@ -318,6 +330,7 @@ resource apiPolicy 'Microsoft.ApiManagement/service/apis/policies@2023-09-01-pre
     audienceValue
     clientIdValue
     roleValue
+    operatorRoleValue
   ]
 }
 

@@ -95,6 +95,11 @@ impl Queue {
         }
     }
 
+    /// An in-process queue (`maxconf dev`): there is no storage account to probe.
+    pub fn is_memory(&self) -> bool {
+        matches!(self.backend, Backend::Memory(_))
+    }
+
     pub fn name(&self) -> &str {
         match &self.backend {
             Backend::Azure(q) => q.name(),

@@ -4,6 +4,7 @@ mod collection;
 pub mod health;
 pub mod hours;
 pub mod invoke;
+pub mod manage;
 pub mod pool;
 mod public;
 mod rooms;
@@ -49,10 +50,24 @@ pub fn router(state: AppState) -> Router {
     let private = needs_pexip.route("/api/pool", get(pool::pool)).route_layer(
         middleware::from_fn_with_state(state.clone(), crate::auth::require_token),
     );
+    // Management routes: the operator role instead of the caller's; those that need Pexip are
+    // closed outside service hours like the others.
+    let (manage_pexip, manage_always) = manage::routers();
+    let manage = manage_pexip
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            hours::require_open,
+        ))
+        .merge(manage_always)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_operator,
+        ));
     Router::new()
         // The host polls `/` until it answers before forwarding anything.
         .route("/", get(|| async { StatusCode::NO_CONTENT }))
         .merge(private)
+        .merge(manage)
         .merge(public::router(&state))
         .route("/api/health", get(health::health))
         // Timer functions: the host's JSON invocation protocol, on loopback, no token. Only

@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod azurite;
+pub mod entra;
 pub mod npm;
 pub mod process;
