@@ -11,6 +11,12 @@ use maxconf::config::Settings;
 use maxconf::dev::{self, DevOptions};
 use maxconf::{app, ops, telemetry};
 
+/// The shipped static build (musl): musl's malloc serialises every thread on one lock, and a
+/// request allocates a lot across tokio's workers. mimalloc keeps per-thread heaps.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// maxconf: hands out Pexip rooms from an Azure Storage Queue pool (Azure Functions custom handler).
 ///
 /// Every command reads the same settings from the environment (see the README).
