@@ -1266,10 +1266,24 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `command` without the variables `cargo run` sets for this example (CARGO_PKG_NAME, …):
+/// build scripts that read them (ring's) would otherwise rebuild what a shell built, and back.
+fn shell_env(mut command: Command) -> Command {
+    for (name, _) in std::env::vars_os() {
+        if let Some(name) = name.to_str()
+            && name.starts_with("CARGO_")
+            && !["CARGO_HOME", "CARGO_TARGET_DIR"].contains(&name)
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// The glibc reference: `target/release/maxconf`, beside this example.
 fn build_glibc() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
+    let status = shell_env(Command::new(cargo))
         .args(["build", "--release", "--locked", "--bin", "maxconf"])
         .current_dir(root())
         .status()
@@ -1291,7 +1305,7 @@ fn build_glibc() -> PathBuf {
 
 /// What ships: `scripts/package.sh` builds it and lays it out in `dist/app/`.
 fn build_musl() -> PathBuf {
-    let status = Command::new("bash")
+    let status = shell_env(Command::new("bash"))
         .arg("scripts/package.sh")
         .current_dir(root())
         .status()
