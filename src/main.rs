@@ -13,6 +13,12 @@ use maxconf::ops::Console;
 use maxconf::remote::{self, Target};
 use maxconf::{app, ops, telemetry};
 
+/// The shipped static build (musl): musl's malloc serialises every thread on one lock, and a
+/// request allocates a lot across tokio's workers. mimalloc keeps per-thread heaps.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// maxconf: hands out Pexip rooms from an Azure Storage Queue pool (Azure Functions custom handler).
 ///
 /// Every command reads the same settings from the environment (see the README). The operator
