@@ -467,18 +467,20 @@ impl PexipClient {
             let answer = {
                 let _slot = self.inner.slots.acquire(self.priority).await;
                 let started = Instant::now();
-                let op = format!("{method} {}", url.path());
-                let response = self
+                // Built only for an error: most requests never need it.
+                let op = || format!("{method} {}", url.path());
+                let mut response = self
                     .request(method, url, body, &authorization)
                     .send()
                     .await
-                    .map_err(|e| PexipError::from_transport(&op, &e))?;
+                    .map_err(|e| PexipError::from_transport(&op(), &e))?;
                 let status = response.status();
-                let headers = response.headers().clone();
+                // Taken, not cloned: the body read below consumes the response.
+                let headers = std::mem::take(response.headers_mut());
                 let body = response
                     .bytes()
                     .await
-                    .map_err(|e| PexipError::from_transport(&op, &e))?;
+                    .map_err(|e| PexipError::from_transport(&op(), &e))?;
                 tracing::debug!(
                     method = %method,
                     path = url.path(),
