@@ -330,11 +330,7 @@ pub async fn require_token(
     next: Next,
 ) -> Result<Response, AppError> {
     if let Some(validator) = &state.auth {
-        let header = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        validator.check(header).await?;
+        validator.check(authorization(&request)).await?;
     }
     Ok(next.run(request).await)
 }
@@ -347,11 +343,14 @@ pub async fn require_operator(
     next: Next,
 ) -> Result<Response, AppError> {
     if let Some(validator) = &state.auth {
-        let header = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        validator.check_operator(header).await?;
+        validator.check_operator(authorization(&request)).await?;
     }
     Ok(next.run(request).await)
+}
+
+fn authorization(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
 }
