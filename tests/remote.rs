@@ -432,7 +432,18 @@ async fn management_routes_refuse_bad_input_with_problems_and_change_nothing() {
         ),
         (
             reqwest::Method::POST,
+            "/api/manage/drain?confirm=TRUE",
+            "confirm",
+        ),
+        (
+            reqwest::Method::POST,
             "/api/manage/reap?dry_run=maybe",
+            "dry-run",
+        ),
+        // The OpenAPI enum is exact: a `True` is not guessed to mean a dry run.
+        (
+            reqwest::Method::POST,
+            "/api/manage/gc?dry_run=True",
             "dry-run",
         ),
         (

@@ -441,6 +441,7 @@ async fn bulk_delete_needs_confirm_and_spares_persistent_rooms() {
         "/api/rooms",
         "/api/rooms?confirm=false",
         "/api/rooms?confirm=yes",
+        "/api/rooms?confirm=True",
         "/api/rooms?confirmed=true",
     ] {
         let response = app.request(Method::DELETE, path).send().await.unwrap();

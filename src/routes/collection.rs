@@ -118,7 +118,7 @@ async fn delete_all(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let confirmed = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
-        .any(|(key, value)| key == "confirm" && value.eq_ignore_ascii_case("true"));
+        .any(|(key, value)| key == "confirm" && value == "true");
     if !confirmed {
         return Err(AppError::bad_request(
             "confirm",

@@ -73,13 +73,11 @@ fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// `dry_run=true|false` (default false).
+/// `dry_run=true|false` (default false), spelled exactly as the OpenAPI enum says: a
+/// `True` is refused rather than guessed at, since it picks between changing and not.
 fn dry_run(query: Option<&str>) -> Result<bool, AppError> {
     let pairs = params(query, &["dry_run"])?;
-    match param(&pairs, "dry_run")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    match param(&pairs, "dry_run") {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
         Some(_) => Err(AppError::bad_request(
@@ -151,7 +149,7 @@ async fn drain(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let pairs = params(query.as_deref(), &["confirm"])?;
-    if !param(&pairs, "confirm").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+    if param(&pairs, "confirm") != Some("true") {
         return Err(AppError::bad_request(
             "confirm",
             "draining the pool needs confirm=true (no room can be handed out until it is filled again)",
