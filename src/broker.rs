@@ -5,9 +5,11 @@
 //!   its only holder, so no room is ever handed out twice.
 //! - A send is never repeated: a send that failed may still have stored its message, and a
 //!   second send would give the room two messages.
-//! - Room state lives on the room's own alias ([`crate::room_state`]): `created` from the POST,
-//!   `allocated` once handed out (recorded right after the answer). A room is pooled while a
-//!   message reaches it; the maintainer settles rooms that no message reaches.
+//! - Room state lives on the room's own alias ([`crate::room_state`]): `created` from the POST
+//!   (`allocated` for a room made on demand). A pool handout writes only the tag: three Pexip
+//!   calls per room (this PATCH, the refill's POST and GET). A room is pooled while a message
+//!   reaches it; the maintainer settles rooms that no message reaches and records handouts
+//!   ([`crate::handouts`]).
 //!
 //! A create that has taken a message runs to its end in a task of its own: a caller, APIM or
 //! the host giving up drops only the wait for the answer, never the handout or the return of
@@ -43,7 +45,7 @@ const EMPTY_RETRY_PAUSE: Duration = Duration::from_millis(300);
 
 pub struct Broker {
     settings: Arc<Settings>,
-    /// Background work: refills, handout records, timers, lists.
+    /// Background work: refills, timers, lists.
     pexip: PexipClient,
     /// A create's own requests, first in line for Pexip's slots.
     critical: PexipClient,
@@ -64,7 +66,7 @@ pub struct Broker {
     /// after an on-demand create counts them, so that a pool held by slow creates does not
     /// look empty and get topped up past its target.
     replacing: Arc<AtomicU64>,
-    /// Work that outlives a request (creates whose caller left, refills, handout records):
+    /// Work that outlives a request (creates whose caller left, refills, operations):
     /// a graceful stop waits for it.
     tasks: TaskTracker,
 }
@@ -223,8 +225,7 @@ impl Broker {
 
     /// Hands out a pool room with `tag` set. Critical path: one receive, then the PATCH and
     /// the message delete together. The work runs in its own task: dropping this future (the
-    /// caller left) does not stop it, and the refill and the handout record follow in the
-    /// background either way.
+    /// caller left) does not stop it, and the refill follows in the background either way.
     pub async fn create(self: &Arc<Self>, tag: &str) -> Result<Handout, BrokerError> {
         let (answer, answered) = oneshot::channel();
         let broker = Arc::clone(self);
@@ -261,11 +262,7 @@ impl Broker {
         if let Some(unfinished) = unfinished {
             self.settle(unfinished).await;
         }
-        if let Some((room, from_pool)) = done {
-            // A room made on demand was created with its handout recorded already.
-            if from_pool {
-                self.record_handout(&room).await;
-            }
+        if let Some((_, from_pool)) = done {
             self.refill_after_handout(from_pool, replacing).await;
         }
     }
@@ -486,18 +483,6 @@ impl Broker {
                     tracing::error!(room = %room.name, error = %delete, "could not delete the room either; the maintainer will");
                 }
             }
-        }
-    }
-
-    /// Records a pool handout on the room's alias, after the answer. If this fails, the room
-    /// still reads as handed out (it has a tag and no message) and the maintainer records it.
-    async fn record_handout(&self, room: &ConstrainedConference) {
-        let Some(alias) = room.aliases.iter().find(|a| a.alias == room.name) else {
-            return;
-        };
-        let state = json!({"description": RoomState::allocated_now().to_string()});
-        if let Err(e) = self.pexip.patch_alias(alias.id, &state).await {
-            tracing::warn!(room = %room.name, error = %e, "could not record the handout; the maintainer will");
         }
     }
 

@@ -194,8 +194,9 @@ pub async fn run(options: DevOptions) -> Result<(), DevError> {
     let settings = settings(&sim.base_url(), &extra, |name| std::env::var(name).ok())
         .map_err(DevError::Settings)?;
     crate::telemetry::init(settings.log_format);
-    crate::runs::use_memory_queue(&settings);
-    crate::operations::use_memory_queue(&settings);
+    crate::runs::QUEUE.use_memory(&settings);
+    crate::operations::QUEUE.use_memory(&settings);
+    crate::handouts::QUEUE.use_memory(&settings);
     let pool = Queue::memory(&settings.pool.queue_name);
     let deletions = Queue::memory(&settings.pool.deletion_queue_name);
     let sink = settings.event_sink.clone();

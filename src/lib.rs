@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod error;
 pub mod gc;
 pub mod genesys;
+pub mod handouts;
 pub mod maintain;
 pub mod metrics;
 pub mod opening;

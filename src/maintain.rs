@@ -10,8 +10,10 @@
 //! - **orphans** are deleted: maxconf's rooms, never handed out, that no message reaches
 //!   (a refill killed before its send, or a create killed between its message delete and its
 //!   PATCH), once older than warm-up plus a create's lease;
-//! - handouts not yet recorded (a tag and no message) are recorded;
-//! - **leaked** rooms, handed out more than `ROOM_MAX_AGE_HOURS` ago, are deleted;
+//! - handouts (a tag and no message) are recorded in storage ([`crate::handouts`]), with the
+//!   time of the second look: never before the handout;
+//! - **leaked** rooms, handed out more than `ROOM_MAX_AGE_HOURS` ago (by their alias, or by the
+//!   handout record), are deleted;
 //! - the pool is topped up to `POOL_TARGET_SIZE`.
 //!
 //! Nothing is judged on one look. A room must be missing from two complete looks taken a
@@ -29,6 +31,7 @@ use time::OffsetDateTime;
 use crate::broker::Broker;
 use crate::conference::Conference;
 use crate::config::Settings;
+use crate::handouts::{self, Handouts};
 use crate::pexip::PexipError;
 use crate::pool::message::{self, PoolMessage, PooledRoom};
 use crate::pool::{MAX_BATCH, QueueError};
@@ -49,6 +52,18 @@ const MAX_LOOK: usize = 10_000;
 /// The maintainer's classification of one room.
 pub fn classify(room: &Conference, settings: &Settings) -> RoomKind {
     room_state::classify(room, |name| settings.rooms.is_persistent(name))
+}
+
+/// The maintainer's classification with the handouts it recorded in storage: such a room is
+/// handed out since then, whatever its tag says now.
+fn kind(room: &Conference, settings: &Settings, handouts: &Handouts) -> RoomKind {
+    let kind = classify(room, settings);
+    match (kind, handouts.since(room.id)) {
+        (RoomKind::Unrecorded | RoomKind::Unallocated(_), Some(since)) => {
+            RoomKind::Allocated(since)
+        }
+        _ => kind,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -280,6 +295,7 @@ fn note(look: &mut Look, msg: PoolMessage, inventory: &HashMap<u64, Conference>)
 fn candidates(
     broker: &Broker,
     inventory: &HashMap<u64, Conference>,
+    handouts: &Handouts,
     look: &Look,
     now: OffsetDateTime,
 ) -> Vec<Candidate> {
@@ -290,7 +306,7 @@ fn candidates(
         .values()
         .filter(|c| !look.reaches(c))
         .filter_map(|c| {
-            let reason = match classify(c, settings) {
+            let reason = match kind(c, settings, handouts) {
                 // Beyond the warm-up and a create's lease, a message of its own would be
                 // visible unless a create holds it: the second look settles that.
                 RoomKind::Unallocated(t) if look.complete && older_than(t, orphan_age) => {
@@ -453,10 +469,51 @@ async fn repair(
     dry_run: bool,
     until: Instant,
 ) -> Result<String, RepairError> {
+    let settings = broker.settings();
+    // Unreadable: handouts found now are recorded on their alias instead, and nothing is
+    // saved over a record this run could not read.
+    let mut handouts = match handouts::load(settings).await {
+        Ok(handouts) => Some(handouts),
+        Err(e) => {
+            tracing::warn!(error = %e, "handout record unreadable; handouts are recorded in Pexip this run");
+            None
+        }
+    };
+    let before = handouts.clone();
+    let (mut line, last) = repair_rooms(broker, inventory, &mut handouts, dry_run, until).await?;
+    if let Some(handouts) = handouts.as_mut().filter(|_| !dry_run) {
+        // Only rooms still handed out and unrecorded in Pexip keep their entry.
+        handouts.retain(|id| {
+            inventory.get(&id).is_some_and(|room| {
+                matches!(
+                    classify(room, settings),
+                    RoomKind::Unrecorded | RoomKind::Unallocated(_)
+                ) && !last.as_ref().is_some_and(|look| look.reaches(room))
+            })
+        });
+        if before.as_ref() != Some(handouts)
+            && let Err(e) = handouts::save(settings, handouts).await
+        {
+            tracing::warn!(error = %e, "could not save the handout record");
+            line.push_str(&format!("; handout record not saved ({e}): next run"));
+        }
+    }
+    Ok(line)
+}
+
+/// Settles the rooms no message reaches; returns the summary and the last complete look.
+async fn repair_rooms(
+    broker: &Broker,
+    inventory: &HashMap<u64, Conference>,
+    handouts: &mut Option<Handouts>,
+    dry_run: bool,
+    until: Instant,
+) -> Result<(String, Option<Look>), RepairError> {
     let settled = if dry_run { "would settle" } else { "settled" };
     let migrated = migrate(broker, inventory, dry_run).await;
     let first = look(broker, inventory, &HashSet::new(), dry_run, until).await?;
-    let suspects = candidates(broker, inventory, &first, OffsetDateTime::now_utc());
+    let known = handouts.clone().unwrap_or_default();
+    let suspects = candidates(broker, inventory, &known, &first, OffsetDateTime::now_utc());
     let partial = if first.complete {
         ""
     } else {
@@ -469,22 +526,25 @@ async fn repair(
             format!("{n} unusable messages removed")
         }
     };
+    let first_complete = |look: Look| look.complete.then_some(look);
     let gone = confirm_gone(broker, &first.unknown).await;
     if suspects.is_empty() && gone.is_empty() {
-        return Ok(format!(
+        let line = format!(
             "queue: {}; {migrated} rooms' state moved to their alias; no orphaned, unrecorded or leaked rooms{partial}",
             removed(first.removed)
-        ));
+        );
+        return Ok((line, first_complete(first)));
     }
     // The second look comes once every create that held a message at the first has handed
     // its room out or given the message back.
     let wait = confirm_delay(broker);
     if Instant::now() + wait > until {
-        return Ok(format!(
+        let line = format!(
             "queue: {}; {} rooms to confirm next run (run budget)",
             removed(first.removed),
             suspects.len()
-        ));
+        );
+        return Ok((line, first_complete(first)));
     }
     tokio::time::sleep(wait).await;
     let second = look(broker, inventory, &gone, dry_run, until).await?;
@@ -500,7 +560,7 @@ async fn repair(
         if Instant::now() > until {
             break;
         }
-        match settle(broker, &suspect, dry_run).await {
+        match settle(broker, &suspect, handouts, dry_run).await {
             Ok(true) => done.push(format!("{} ({})", suspect.name, suspect.reason)),
             Ok(false) => {}
             Err(e) => {
@@ -520,16 +580,18 @@ async fn repair(
         rooms(done.len()),
         done.join(", ")
     );
+    let last = first_complete(second).or_else(|| first_complete(first));
     if failed > 0 && broker.pexip().probe().await.is_err() {
         return Err(RepairError::Pexip(PexipError::Unavailable(format!(
             "{line}; {failed} rooms could not be settled"
         ))));
     }
-    Ok(if failed > 0 {
+    let line = if failed > 0 {
         format!("{line}; {failed} could not be settled (retried next run)")
     } else {
         line
-    })
+    };
+    Ok((line, last))
 }
 
 /// Rooms that messages name but the inventory lacks: gone for sure only if Pexip says so now.
@@ -572,14 +634,31 @@ async fn migrate(broker: &Broker, inventory: &HashMap<u64, Conference>, dry_run:
     migrated
 }
 
-/// Reads the room back and acts if it is still what made it a candidate.
-async fn settle(broker: &Broker, suspect: &Candidate, dry_run: bool) -> Result<bool, PexipError> {
+/// Records a handout (in storage, or on the alias when the record is full or unreadable), or
+/// reads the room back and deletes it if it is still what made it a candidate.
+async fn settle(
+    broker: &Broker,
+    suspect: &Candidate,
+    handouts: &mut Option<Handouts>,
+    dry_run: bool,
+) -> Result<bool, PexipError> {
+    let now_utc = OffsetDateTime::now_utc();
+    if suspect.reason == Reason::Unrecorded
+        && let Some(handouts) = handouts.as_mut()
+        && (dry_run || handouts.record(suspect.id, now_utc))
+    {
+        if !dry_run {
+            tracing::info!(room = %suspect.name, "handout recorded by the maintainer");
+        }
+        return Ok(true);
+    }
     let Some(now) = broker.pexip().get_conference(suspect.id).await? else {
         return Ok(false);
     };
     let max_age = broker.settings().rooms.max_age;
-    let old = |t: OffsetDateTime| OffsetDateTime::now_utc() - t > max_age;
-    let still = match (classify(&now, broker.settings()), suspect.reason) {
+    let old = |t: OffsetDateTime| now_utc - t > max_age;
+    let known = handouts.clone().unwrap_or_default();
+    let still = match (kind(&now, broker.settings(), &known), suspect.reason) {
         (RoomKind::Unallocated(_), Reason::Orphan) => true,
         (RoomKind::Allocated(t), Reason::Leaked) => old(t),
         (RoomKind::Unrecorded, Reason::Unrecorded) => true,
@@ -594,7 +673,7 @@ async fn settle(broker: &Broker, suspect: &Candidate, dry_run: bool) -> Result<b
         };
         let body = json!({"description": RoomState::allocated_now().to_string()});
         broker.pexip().patch_alias(alias.id, &body).await?;
-        tracing::info!(room = %suspect.name, "handout recorded by the maintainer");
+        tracing::info!(room = %suspect.name, "handout recorded on the room's alias by the maintainer");
         return Ok(true);
     }
     match broker.pexip().delete_conference(suspect.id).await {

@@ -9,7 +9,7 @@
 //! operation on `<pool queue>-ops`, so that any instance can answer for it (the platform may
 //! route the next GET elsewhere). Recording is best effort, like the last-run records.
 
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::broker::Broker;
 use crate::config::Settings;
 use crate::ops::Out;
+use crate::pool::side::SideQueue;
 use crate::pool::{Queue, QueueError};
 
 /// Storage requests for a record are short; a slow one must not hold an operation.
@@ -194,26 +195,11 @@ pub async fn get(settings: &Settings, id: &str) -> Result<Option<Operation>, Que
     Ok(found)
 }
 
-/// `maxconf dev` keeps its records in memory, like its queues.
-static IN_MEMORY: OnceLock<Queue> = OnceLock::new();
-
-/// Keep the records in this process (`maxconf dev`).
-pub fn use_memory_queue(settings: &Settings) {
-    let _ = IN_MEMORY.set(Queue::memory(&queue_name(settings)));
-}
-
-/// `<pool queue>-ops`, within the 63 characters a queue name may have.
-pub fn queue_name(settings: &Settings) -> String {
-    let mut name = settings.pool.queue_name.clone();
-    name.truncate(63 - "-ops".len());
-    format!("{}-ops", name.trim_end_matches('-'))
-}
+/// `<pool queue>-ops`.
+pub static QUEUE: SideQueue = SideQueue::new("-ops");
 
 fn queue(settings: &Settings) -> Result<Queue, QueueError> {
-    match IN_MEMORY.get() {
-        Some(queue) => Ok(queue.clone()),
-        None => Queue::azure(&settings.pool.connection, &queue_name(settings), TIMEOUT),
-    }
+    QUEUE.queue(settings, TIMEOUT)
 }
 
 /// The record as stored: the earliest entries give way when it would not fit a message.

@@ -8,7 +8,10 @@
 //!
 //! - `maxconf:created:<time>`: made by a refill (or on demand) at that time and not handed out;
 //!   it is pooled while a pool message reaches it, and an orphan once old enough without one.
-//! - `maxconf:allocated:<time>`: handed out at that time, recorded right after the handout.
+//! - `maxconf:allocated:<time>`: handed out at that time: a room made on demand (in its POST),
+//!   or one the maintainer records here when its storage record is full, or before a caller
+//!   clears the tag. A pool handout writes only the tag; the maintainer records its time in
+//!   storage ([`crate::handouts`]).
 //!
 //! The previous release kept `maxconf:creating|pool|allocated:<time>` in the room's own
 //! `description`. Those rooms are still read (and migrated by the maintainer), so that either

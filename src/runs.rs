@@ -3,7 +3,6 @@
 //! (`<pool queue>-runs`), replaced by each run. Recording is best effort: a run never fails
 //! because its record could not be written.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::broker::Broker;
 use crate::config::Settings;
+use crate::pool::side::SideQueue;
 use crate::pool::{Queue, QueueError};
 use crate::routes::invoke::RunReport;
 
@@ -32,27 +32,12 @@ pub struct RunRecord {
     pub summary: String,
 }
 
-/// `maxconf dev` keeps its records in memory, like its queues.
-static IN_MEMORY: OnceLock<Queue> = OnceLock::new();
-
-/// Keep the records in this process (`maxconf dev`).
-pub fn use_memory_queue(settings: &Settings) {
-    let _ = IN_MEMORY.set(Queue::memory(&queue_name(settings)));
-}
-
-/// `<pool queue>-runs`, within the 63 characters a queue name may have.
-pub fn queue_name(settings: &Settings) -> String {
-    let mut name = settings.pool.queue_name.clone();
-    name.truncate(63 - "-runs".len());
-    format!("{}-runs", name.trim_end_matches('-'))
-}
+/// `<pool queue>-runs`.
+pub static QUEUE: SideQueue = SideQueue::new("-runs");
 
 /// The queue holding the records.
 pub fn queue(settings: &Settings) -> Result<Queue, QueueError> {
-    match IN_MEMORY.get() {
-        Some(queue) => Ok(queue.clone()),
-        None => Queue::azure(&settings.pool.connection, &queue_name(settings), TIMEOUT),
-    }
+    QUEUE.queue(settings, TIMEOUT)
 }
 
 /// Replaces `job`'s record with this run's. Failures are logged, never returned.

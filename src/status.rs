@@ -71,8 +71,8 @@ fn room_states(rooms: Vec<serde_json::Value>, broker: &Broker) -> BTreeMap<Strin
             Ok(room) => match classify(&room, broker.settings()) {
                 RoomKind::Persistent => "persistent",
                 RoomKind::Unallocated(_) => "not handed out",
-                RoomKind::Allocated(_) => "handed out",
-                RoomKind::Unrecorded => "handed out (not recorded yet)",
+                // A pool handout's time is recorded by the maintainer in storage, not in Pexip.
+                RoomKind::Allocated(_) | RoomKind::Unrecorded => "handed out",
                 RoomKind::Foreign => "foreign",
             },
             Err(_) => "unreadable",

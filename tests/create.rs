@@ -82,23 +82,20 @@ async fn hands_out_a_pool_room_in_the_compatible_shape() {
         "host pin leaked: {text}"
     );
 
-    // Pexip holds the tag; the handout is recorded on the room's alias right after the
-    // answer, and the room's description stays the callers'.
+    // Pexip holds the tag; the room's description stays the callers'. A pool handout writes
+    // nothing else to Pexip: the alias keeps `created` (the maintainer records the handout in
+    // storage, tests/maintain.rs).
     assert_eq!(stored["tag"], SPEC_TAG);
     assert_eq!(stored["description"], "");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let stored = sim.sim.room_by_name(&pooled.name).unwrap();
-        let state = stored["aliases"][0]["description"].as_str().unwrap();
-        if state.starts_with("maxconf:allocated:20") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not recorded: {stored}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    assert!(
+        app.state
+            .broker
+            .finish_background_work(std::time::Duration::from_secs(10))
+            .await
+    );
+    let stored = sim.sim.room_by_name(&pooled.name).unwrap();
+    let state = stored["aliases"][0]["description"].as_str().unwrap();
+    assert!(state.starts_with("maxconf:created:20"), "{stored}");
 }
 
 #[tokio::test]
@@ -493,7 +490,7 @@ async fn persistent_and_undecodable_messages_are_never_handed_out() {
 }
 
 #[tokio::test]
-async fn the_critical_path_is_one_patch() {
+async fn the_critical_path_is_one_patch_and_a_room_costs_three_calls() {
     let sim = sim().await;
     let app = TestApp::spawn(&sim.base_url()).await;
     app.seed(1).await;
@@ -516,6 +513,35 @@ async fn the_critical_path_is_one_patch() {
         .filter(|r| r.method == "PATCH" && r.path_and_query == room_path)
         .count();
     assert_eq!(patches, 1);
+    // With its replacement, three Pexip calls per room: the PATCH, then the refill's POST and
+    // GET (for the new alias's id and creation time). No handout record in Pexip.
+    assert!(
+        app.state
+            .broker
+            .finish_background_work(std::time::Duration::from_secs(10))
+            .await
+    );
+    let calls: Vec<(String, String)> = sim
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.path_and_query.starts_with("/api/"))
+        .map(|r| (r.method, r.path_and_query))
+        .collect();
+    let new_room = app.pool_texts().await;
+    let new_id = match decode(&new_room[0]).unwrap() {
+        PoolMessage::Room(room) => room.id,
+        other => panic!("{other:?}"),
+    };
+    let collection = "/api/admin/configuration/v1/conference/".to_owned();
+    assert_eq!(
+        calls,
+        [
+            ("PATCH".to_owned(), room_path),
+            ("POST".to_owned(), collection.clone()),
+            ("GET".to_owned(), format!("{collection}{new_id}/")),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -535,3 +535,87 @@ async fn timers_disabled_are_logged_no_ops() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
 }
+
+/// A pool handout writes only its tag. The maintainer records it in storage, not in Pexip, at
+/// a time never before the handout; the reaper counts from that time, and the record keeps
+/// only rooms still handed out.
+#[tokio::test]
+async fn handouts_are_recorded_in_storage_and_reaped_from_then() {
+    use maxconf::handouts::{self, Handouts};
+    let sim = sim().await;
+    let app = TestApp::spawn_with(
+        &sim.base_url(),
+        &[("POOL_TARGET_SIZE", "1"), ("PEXIP_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    let settings = app.state.broker.settings();
+    app.seed(1).await;
+    let before = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let response = app.create(SPEC_UUI).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let held = body["name"].as_str().unwrap().to_owned();
+    let id = body["id"].as_u64().unwrap();
+    assert!(
+        app.state
+            .broker
+            .finish_background_work(Duration::from_secs(10))
+            .await
+    );
+
+    sim.sim.clear_request_log();
+    let report = maxconf::maintain::run(&app.state.broker, false).await;
+    let logs = report.logs.join("\n");
+    assert!(!report.failed, "{logs}");
+    assert!(
+        logs.contains(&format!("{held} (handout not recorded)")),
+        "{logs}"
+    );
+    let writes: Vec<_> = sim
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "the record went to Pexip: {writes:?}");
+    let record = handouts::load(settings).await.unwrap();
+    let since = record.since(id).expect("the handout is on record");
+    assert!(
+        since >= before,
+        "recorded before the handout: {since} < {before}"
+    );
+    assert!(since <= time::OffsetDateTime::now_utc());
+    let stored = sim.sim.room_by_name(&held).unwrap();
+    assert!(
+        stored["aliases"][0]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("maxconf:created:"),
+        "{stored}"
+    );
+
+    // The next run finds it on record: nothing to confirm, the room stays.
+    let report = maxconf::maintain::run(&app.state.broker, false).await;
+    let logs = report.logs.join("\n");
+    assert!(
+        logs.contains("no orphaned, unrecorded or leaked rooms"),
+        "{logs}"
+    );
+    assert!(sim.sim.room_by_name(&held).is_some());
+    assert_eq!(handouts::load(settings).await.unwrap(), record);
+
+    // On record as handed out long ago: reaped as leaked, then dropped from the record.
+    let mut old = Handouts::default();
+    assert!(old.record(id, time::macros::datetime!(2020-01-01 00:00:00 UTC)));
+    handouts::save(settings, &old).await.unwrap();
+    let report = maxconf::maintain::run(&app.state.broker, false).await;
+    let logs = report.logs.join("\n");
+    assert!(logs.contains(&format!("{held} (leaked)")), "{logs}");
+    assert!(sim.sim.room_by_name(&held).is_none(), "{logs}");
+    let report = maxconf::maintain::run(&app.state.broker, false).await;
+    assert!(!report.failed, "{:?}", report.logs);
+    assert!(handouts::load(settings).await.unwrap().is_empty());
+    assert_books_balance(&app, &sim).await;
+}

@@ -6,6 +6,7 @@ mod memory;
 pub mod message;
 mod queue;
 pub mod sas;
+pub mod side;
 pub mod status;
 
 pub use azure::ensure_crypto_provider;

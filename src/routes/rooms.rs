@@ -7,12 +7,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::AppState;
 use crate::error::AppError;
 use crate::pexip::{Conference, PexipError};
 use crate::room::{ConstrainedConference, RoomName};
+use crate::room_state::{self, RoomKind, RoomState};
 use crate::uui::{self, UuiError};
 
 pub fn router() -> Router<AppState> {
@@ -166,6 +167,9 @@ async fn update_room(
         )));
     }
     let conference = find(&state, &name).await?;
+    if clears_tag(&changes) {
+        record_before_untag(&state, &conference).await?;
+    }
     match state
         .broker
         .caller_pexip()
@@ -196,6 +200,38 @@ async fn update_room(
                 },
             ))
         }
+        Err(e) => Err(pexip_error(e)),
+    }
+}
+
+fn clears_tag(changes: &Map<String, Value>) -> bool {
+    changes.get("tag").and_then(Value::as_str) == Some("")
+}
+
+/// A pool handout leaves `created` on the room's alias; its tag alone says it is handed out
+/// until the maintainer records it ([`crate::handouts`]). Before a caller clears that tag, the
+/// handout goes on the alias, so the room never looks like a pool room no message reaches
+/// (which the maintainer deletes). Nothing changes if this fails.
+async fn record_before_untag(state: &AppState, room: &Conference) -> Result<(), AppError> {
+    let broker = &state.broker;
+    if room_state::classify(room, |n| broker.settings().rooms.is_persistent(n))
+        != RoomKind::Unrecorded
+    {
+        return Ok(());
+    }
+    let Some(alias) = room_state::own_alias(room) else {
+        return Ok(());
+    };
+    let record = json!({"description": RoomState::allocated_now().to_string()});
+    match broker.caller_pexip().patch_alias(alias.id, &record).await {
+        Ok(()) => {
+            tracing::info!(room = %room.name, "handout recorded on the alias before its tag is cleared");
+            Ok(())
+        }
+        Err(PexipError::NotFound) => Err(AppError::NotFound(format!(
+            "room {} does not exist",
+            room.name
+        ))),
         Err(e) => Err(pexip_error(e)),
     }
 }
