@@ -190,7 +190,13 @@ struct Scenario {
     max_concurrency: u32,
     levels: Vec<Level>,
     startups: Vec<Duration>,
+    /// The default scenario only: the one-client create p50 of five separate runs.
+    single_client_p50s: Vec<f64>,
 }
+
+/// Runs of sequential creates behind the one-client median, and creates per run.
+const SINGLE_CLIENT_RUNS: usize = 5;
+const SINGLE_CLIENT_CREATES: usize = 20;
 
 struct Burst {
     clients: usize,
@@ -574,7 +580,28 @@ impl Rig {
             );
             levels.push(level);
         }
+        // The critical-path target is judged on the median of five one-client runs, each
+        // from a full pool on a settled service.
+        let mut single_client_p50s = Vec::new();
+        if name == "defaults" {
+            for _ in 0..SINGLE_CLIENT_RUNS {
+                self.fill_pool(LEVEL_TARGET).await;
+                let http = self.http.clone();
+                let url = format!("{base}/api/room/create?uuiData={UUI}");
+                let (mut lat, _, _, _) = closed_loop(SINGLE_CLIENT_CREATES, 1, move |_| {
+                    let (http, url) = (http.clone(), url.clone());
+                    async move { create(&http, &url).await }
+                })
+                .await;
+                self.settle(LEVEL_TARGET).await;
+                single_client_p50s.push(percentiles(&mut lat).p50);
+            }
+            println!(
+                "  one client, {SINGLE_CLIENT_RUNS} runs: create p50 {single_client_p50s:.1?} ms"
+            );
+        }
         Scenario {
+            single_client_p50s,
             name: name.to_owned(),
             max_concurrency,
             levels,
@@ -1139,11 +1166,26 @@ fn report(options: &Options, runs: &[Run], azurite_rss_kib: u64) -> String {
     if let Some(defaults) = defaults {
         let c1 = &defaults.levels[0];
         c1_p50 = Some(c1.create.p50);
-        let ratio = c1.create.p50 / latency_ms;
+        let mut runs = defaults.single_client_p50s.clone();
+        runs.sort_by(f64::total_cmp);
+        let (p50, how) = match runs.get(runs.len() / 2) {
+            Some(&median) => (
+                median,
+                format!(
+                    "median of {} runs of {SINGLE_CLIENT_CREATES} ({})",
+                    runs.len(),
+                    runs.iter()
+                        .map(|p| format!("{p:.1}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            None => (c1.create.p50, "one run".to_owned()),
+        };
+        let ratio = p50 / latency_ms;
         let _ = writeln!(
             md,
-            "| **critical path**: median create at {latency_ms:.0} ms Pexip latency ≤ 1.1 × that latency (1 client) | {:.1} ms = **{ratio:.2} ×** | {} |",
-            c1.create.p50,
+            "| **critical path**: median create at {latency_ms:.0} ms Pexip latency ≤ 1.1 × that latency (1 client) | {p50:.1} ms = **{ratio:.2} ×**, {how} | {} |",
             verdict(ratio <= 1.1)
         );
     }
