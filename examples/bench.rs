@@ -457,8 +457,8 @@ impl Rig {
         }
     }
 
-    /// Waits until the pool is back at `target` and Pexip has been quiet for a moment (a
-    /// handout record after the refill has landed too). `None` if that took over 3 minutes.
+    /// Waits until the pool is back at `target` and Pexip has been quiet for a moment (every
+    /// refill's GET has landed too). `None` if that took over 3 minutes.
     async fn settle(&self, target: u64) -> Option<Duration> {
         let from = Instant::now();
         let deadline = from + Duration::from_secs(180);

@@ -90,7 +90,7 @@ pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
 }
 
 /// How long a graceful stop waits for requests in flight, then again for background work
-/// (creates whose caller left, refills, handout records).
+/// (creates whose caller left, refills, operations).
 pub const STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves until SIGTERM or SIGINT, then stops gracefully: no new connections, requests in

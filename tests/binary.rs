@@ -447,8 +447,8 @@ async fn dev_mode_behaves_like_production() {
     assert_eq!(response.status(), 200);
 }
 
-/// SIGTERM with a create in flight: no new connections, the create answered, its refill and
-/// handout record done, exit 0.
+/// SIGTERM with a create in flight: no new connections, the create answered, its refill done,
+/// exit 0.
 #[tokio::test]
 async fn sigterm_finishes_creates_in_flight_then_exits_zero() {
     let sim = Simulator::spawn(SimConfig::default()).await.unwrap();

@@ -2,8 +2,8 @@
 //!
 //! The total in flight never exceeds the cap (the Management Node's protection). Within it:
 //! - a freed slot goes to a waiting create first, then to a waiting caller request (a delete or
-//!   a look-up), then to background work (refills, handout records, the maintainer, GC, lists,
-//!   bulk deletes); FIFO within a class;
+//!   a look-up), then to background work (refills, the maintainer, GC, lists, bulk deletes);
+//!   FIFO within a class;
 //! - caller requests and background work together never hold the last slot (cap ≥ 2): one is
 //!   always kept for creates;
 //! - background work also leaves as many slots as creates have recently needed at once (their
@@ -27,7 +27,7 @@ pub enum Priority {
     Create,
     /// A caller waits for it: a delete, a room look-up or update.
     Caller,
-    /// Nobody waits: refills, handout records, timers, lists and bulk work.
+    /// Nobody waits: refills, timers, lists and bulk work.
     Background,
 }
 
