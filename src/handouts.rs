@@ -66,7 +66,9 @@ impl Handouts {
         if self.since.len() >= MAX_ROOMS {
             return false;
         }
-        self.since.insert(id, at.unix_timestamp());
+        // Whole seconds, rounded up: the stored time is never before `at`.
+        let secs = at.unix_timestamp() + i64::from(at.nanosecond() > 0);
+        self.since.insert(id, secs);
         true
     }
 
@@ -161,6 +163,10 @@ mod tests {
         assert!(h.record(8, t1));
         // A room recorded already keeps its earlier time.
         assert!(h.record(7, t2));
+        // A time within a second is rounded up, never down.
+        assert!(h.record(10, t1 + time::Duration::milliseconds(1)));
+        assert_eq!(h.since(10), Some(t1 + time::Duration::seconds(1)));
+        h.retain(|id| id != 10);
         let text = h.to_text(t2);
         assert!(
             text.contains("[[1796119200,[7,8]],[1796119500,[9]]]"),

@@ -164,6 +164,7 @@ async fn a_room_being_handed_out_is_never_deleted_by_the_maintainer() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let released_at = time::OffsetDateTime::now_utc();
     hold.release();
     let response = create.await.unwrap();
     assert_eq!(response.status(), 200);
@@ -180,6 +181,19 @@ async fn a_room_being_handed_out_is_never_deleted_by_the_maintainer() {
         assert!(exists(&sim, id), "{logs}");
     }
     assert!(!room(&sim, taken)["tag"].as_str().unwrap().is_empty());
+
+    // The next run records the handout (in storage), at a time after it happened: the
+    // reaper's clock never starts early.
+    let report = maxconf::maintain::run(&app.state.broker, false).await;
+    let logs = report.logs.join("\n");
+    assert!(logs.contains("(handout not recorded)"), "{logs}");
+    let since = maxconf::handouts::load(app.state.broker.settings())
+        .await
+        .unwrap()
+        .since(taken)
+        .expect("recorded");
+    assert!(since >= released_at, "{since} < {released_at}");
+    assert!(exists(&sim, taken));
 }
 
 /// The interleaving found in production: the maintainer reads the room back, then the
