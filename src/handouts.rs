@@ -7,7 +7,8 @@
 //! a create's lease apart find no message for such a room, records the time of the second
 //! look here. That time is on or after the real handout (any create that held the room's
 //! message at the first look has finished by the second), so the reaper, which counts
-//! `ROOM_MAX_AGE_HOURS` from it, may be one run late and is never early.
+//! `ROOM_MAX_AGE_HOURS` from it, may be one run late and is not early (short of creates failing
+//! on the same room at both looks; README, "Room state").
 //!
 //! One record on `<pool queue>-handouts`, replaced by each maintainer run that changes it.
 //! A record that is lost or unreadable loses nothing but time: its rooms are recorded again,
