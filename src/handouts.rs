@@ -31,14 +31,17 @@ pub static QUEUE: SideQueue = SideQueue::new("-handouts");
 /// Storage requests for the record are short; a slow one must not hold a maintainer run.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Rooms one record holds: at most about 36 bytes each (a group of its own), well inside a
-/// 64 KiB message.
-pub const MAX_ROOMS: usize = 1_000;
+/// Rooms one record holds: at most about 50 bytes each (a group of its own, the largest ids),
+/// well inside a 64 KiB message.
+pub const MAX_ROOMS: usize = 900;
 
-/// Handed-out rooms (by Pexip id) and when the maintainer first confirmed each.
+/// Handed-out rooms (by Pexip id): when the maintainer confirmed each, and a fingerprint of the
+/// tag it had then. A time counts only while the room carries that tag: a room given back to
+/// the pool and handed out again (a new session, a new tag) is confirmed afresh, never aged
+/// from its earlier handout.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Handouts {
-    since: BTreeMap<u64, i64>,
+    since: BTreeMap<u64, (i64, u32)>,
 }
 
 /// The stored form: rooms grouped by the second they were recorded (one group per run).
@@ -47,29 +50,45 @@ struct Record {
     v: u32,
     /// When the record was written (Unix milliseconds): the newest record wins.
     written: i128,
-    /// `[unix seconds, [room ids]]`.
-    since: Vec<(i64, Vec<u64>)>,
+    /// `[unix seconds, [[room id, tag fingerprint], …]]`.
+    since: Vec<(i64, Vec<(u64, u32)>)>,
+}
+
+/// FNV-1a, 32 bits: stable across releases and machines (unlike std's hasher).
+fn fingerprint(tag: &str) -> u32 {
+    tag.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl Handouts {
-    /// When room `id` was recorded as handed out, if it was.
-    pub fn since(&self, id: u64) -> Option<OffsetDateTime> {
-        let at = *self.since.get(&id)?;
+    /// When room `id`, carrying `tag` now, was recorded as handed out with that tag.
+    pub fn since(&self, id: u64, tag: &str) -> Option<OffsetDateTime> {
+        let &(at, print) = self.since.get(&id)?;
+        if print != fingerprint(tag) {
+            return None;
+        }
         OffsetDateTime::from_unix_timestamp(at).ok()
     }
 
-    /// Records room `id` as handed out at `at` unless it is recorded already (the earlier
-    /// time stands: it was confirmed then). False when the record is full.
-    pub fn record(&mut self, id: u64, at: OffsetDateTime) -> bool {
-        if self.since.contains_key(&id) {
-            return true;
+    /// Whether room `id` was recorded as handed out, whatever its tag now.
+    pub fn contains(&self, id: u64) -> bool {
+        self.since.contains_key(&id)
+    }
+
+    /// Records room `id`, handed out with `tag`, at `at` (rounded up to the second, so never
+    /// before it). A room recorded with the same tag keeps its earlier time; one recorded with
+    /// another tag was handed out again and takes the new time. False when the record is full.
+    pub fn record(&mut self, id: u64, tag: &str, at: OffsetDateTime) -> bool {
+        let print = fingerprint(tag);
+        match self.since.get(&id) {
+            Some(&(_, known)) if known == print => return true,
+            Some(_) => {}
+            None if self.since.len() >= MAX_ROOMS => return false,
+            None => {}
         }
-        if self.since.len() >= MAX_ROOMS {
-            return false;
-        }
-        // Whole seconds, rounded up: the stored time is never before `at`.
         let secs = at.unix_timestamp() + i64::from(at.nanosecond() > 0);
-        self.since.insert(id, secs);
+        self.since.insert(id, (secs, print));
         true
     }
 
@@ -87,9 +106,9 @@ impl Handouts {
     }
 
     fn to_text(&self, written: OffsetDateTime) -> String {
-        let mut groups: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
-        for (&id, &at) in &self.since {
-            groups.entry(at).or_default().push(id);
+        let mut groups: BTreeMap<i64, Vec<(u64, u32)>> = BTreeMap::new();
+        for (&id, &(at, print)) in &self.since {
+            groups.entry(at).or_default().push((id, print));
         }
         let record = Record {
             v: 1,
@@ -107,7 +126,7 @@ impl Handouts {
         let since = record
             .since
             .into_iter()
-            .flat_map(|(at, ids)| ids.into_iter().map(move |id| (id, at)))
+            .flat_map(|(at, rooms)| rooms.into_iter().map(move |(id, print)| (id, (at, print))))
             .collect();
         Some((record.written, Self { since }))
     }
@@ -117,32 +136,50 @@ fn queue(settings: &Settings) -> Result<Queue, QueueError> {
     QUEUE.queue(settings, TIMEOUT)
 }
 
-/// The newest record (empty when none was written yet).
-pub async fn load(settings: &Settings) -> Result<Handouts, QueueError> {
+/// The newest record; empty only when the queue holds no message at all. Messages that are
+/// there but cannot be read (held for a moment by a concurrent save, or not a record this
+/// release understands) are an error: a run must not take them for an empty record and save
+/// over them. `create` makes the queue on first use (not in a dry run).
+pub async fn load(settings: &Settings, create: bool) -> Result<Handouts, QueueError> {
     let queue = queue(settings)?;
-    queue.create_if_missing().await?;
-    let newest = queue
-        .peek(crate::pool::MAX_BATCH)
-        .await?
+    if create {
+        queue.create_if_missing().await?;
+    }
+    let texts = queue.peek(crate::pool::MAX_BATCH).await?;
+    let newest = texts
         .iter()
         .filter_map(|text| Handouts::from_text(text))
         .max_by_key(|(written, _)| *written);
-    Ok(newest.map(|(_, handouts)| handouts).unwrap_or_default())
+    match newest {
+        Some((_, handouts)) => Ok(handouts),
+        None if texts.is_empty() && queue.approximate_count().await? == 0 => {
+            Ok(Handouts::default())
+        }
+        None => Err(QueueError::Other(
+            "the handout record is held by another run or unreadable".into(),
+        )),
+    }
 }
 
 /// Replaces the record: the new one is stored first, then older ones go (a newer one, from a
-/// run that overlapped this one, stays).
+/// run that overlapped this one, stays). Others are hidden for a second at most meanwhile.
 pub async fn save(settings: &Settings, handouts: &Handouts) -> Result<(), QueueError> {
     let queue = queue(settings)?;
+    queue.create_if_missing().await?;
     let now = OffsetDateTime::now_utc();
     let text = handouts.to_text(now);
     let mine = now.unix_timestamp_nanos() / 1_000_000;
     queue.send(&text, Duration::ZERO).await?;
-    for msg in queue.receive(crate::pool::MAX_BATCH, TIMEOUT).await? {
+    for msg in queue
+        .receive(crate::pool::MAX_BATCH, Duration::from_secs(1))
+        .await?
+    {
         match Handouts::from_text(&msg.text) {
             Some((written, _)) if msg.text == text || written > mine => {
                 queue.release(&msg, Duration::ZERO).await?
             }
+            // Older records go; so does anything this release cannot read, once a record it
+            // can read is stored.
             _ => queue.delete(&msg).await?,
         }
     }
@@ -154,31 +191,57 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
+    const TAG: &str = "https://id.gov.bc.ca/idcheck/protected/video/MTIzNDU2LDc2NTQzMg";
+
     #[test]
     fn round_trips_grouped_by_time() {
         let mut h = Handouts::default();
         let t1 = datetime!(2026-12-01 10:00:00 UTC);
         let t2 = datetime!(2026-12-01 10:05:00 UTC);
-        assert!(h.record(7, t1));
-        assert!(h.record(9, t2));
-        assert!(h.record(8, t1));
-        // A room recorded already keeps its earlier time.
-        assert!(h.record(7, t2));
-        // A time within a second is rounded up, never down.
-        assert!(h.record(10, t1 + time::Duration::milliseconds(1)));
-        assert_eq!(h.since(10), Some(t1 + time::Duration::seconds(1)));
-        h.retain(|id| id != 10);
+        assert!(h.record(7, TAG, t1));
+        assert!(h.record(9, TAG, t2));
+        assert!(h.record(8, "other", t1));
+        // Recorded already with this tag: the earlier time stands.
+        assert!(h.record(7, TAG, t2));
         let text = h.to_text(t2);
-        assert!(
-            text.contains("[[1796119200,[7,8]],[1796119500,[9]]]"),
-            "{text}"
-        );
         let (written, back) = Handouts::from_text(&text).unwrap();
         assert_eq!(written, 1_796_119_500_000);
         assert_eq!(back, h);
-        assert_eq!(back.since(7), Some(t1));
-        assert_eq!(back.since(9), Some(t2));
-        assert_eq!(back.since(1), None);
+        assert_eq!(back.since(7, TAG), Some(t1));
+        assert_eq!(back.since(8, "other"), Some(t1));
+        assert_eq!(back.since(9, TAG), Some(t2));
+        assert_eq!(back.since(1, TAG), None);
+        assert!(
+            text.starts_with(r#"{"v":1,"written":1796119500000,"since":[[1796119200,[[7,"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_time_counts_only_while_the_room_carries_its_tag() {
+        let mut h = Handouts::default();
+        let t1 = datetime!(2026-12-01 10:00:00 UTC);
+        let t2 = datetime!(2026-12-01 11:00:00 UTC);
+        assert!(h.record(7, TAG, t1));
+        // Given back to the pool and handed out to another session: not aged from t1.
+        assert_eq!(
+            h.since(7, "https://id.gov.bc.ca/idcheck/protected/video/other"),
+            None
+        );
+        assert_eq!(h.since(7, ""), None);
+        assert!(h.contains(7));
+        // Recorded again with its new tag: the new time.
+        assert!(h.record(7, "new", t2));
+        assert_eq!(h.since(7, "new"), Some(t2));
+        assert_eq!(h.since(7, TAG), None);
+    }
+
+    #[test]
+    fn times_round_up_never_down() {
+        let mut h = Handouts::default();
+        let t = datetime!(2026-12-01 10:00:00 UTC);
+        assert!(h.record(10, TAG, t + time::Duration::milliseconds(1)));
+        assert_eq!(h.since(10, TAG), Some(t + time::Duration::seconds(1)));
     }
 
     #[test]
@@ -187,11 +250,14 @@ mod tests {
         let at = datetime!(2026-12-01 10:00:00 UTC);
         for i in 0..MAX_ROOMS as u64 {
             // Largest ids and one group per room: the longest text the record can have.
-            assert!(h.record(u64::MAX - i, at + time::Duration::seconds(i as i64)));
+            assert!(h.record(u64::MAX - i, TAG, at + time::Duration::seconds(i as i64)));
         }
-        assert!(!h.record(1, at));
-        assert!(h.record(u64::MAX, at), "a recorded room is still recorded");
-        assert!(h.to_text(at).len() < 64 * 1024 * 3 / 4);
+        assert!(!h.record(1, TAG, at));
+        assert!(
+            h.record(u64::MAX, TAG, at),
+            "a recorded room is still recorded"
+        );
+        assert!(h.to_text(at).len() < 48 * 1024, "{}", h.to_text(at).len());
     }
 
     #[test]

@@ -54,14 +54,18 @@ pub fn classify(room: &Conference, settings: &Settings) -> RoomKind {
     room_state::classify(room, |name| settings.rooms.is_persistent(name))
 }
 
-/// The maintainer's classification with the handouts it recorded in storage: such a room is
-/// handed out since then, whatever its tag says now.
+/// The maintainer's classification with the handouts it recorded in storage: a tagged room
+/// recorded with the tag it carries is handed out since then.
 fn kind(room: &Conference, settings: &Settings, handouts: &Handouts) -> RoomKind {
     let kind = classify(room, settings);
-    match (kind, handouts.since(room.id)) {
-        (RoomKind::Unrecorded | RoomKind::Unallocated(_), Some(since)) => {
-            RoomKind::Allocated(since)
-        }
+    match kind {
+        RoomKind::Unrecorded => handouts
+            .since(room.id, &room.tag)
+            .map_or(kind, RoomKind::Allocated),
+        // Recorded as handed out, its tag cleared since without a record on its alias (the
+        // previous release clears tags without recording first): still handed out, never an
+        // orphan. Recorded afresh if no message reaches it.
+        RoomKind::Unallocated(_) if handouts.contains(room.id) => RoomKind::Unrecorded,
         _ => kind,
     }
 }
@@ -100,6 +104,8 @@ impl fmt::Display for Reason {
 struct Candidate {
     id: u64,
     name: String,
+    /// The room's tag in the inventory: a handout is recorded with it.
+    tag: String,
     reason: Reason,
 }
 
@@ -319,6 +325,7 @@ fn candidates(
             Some(Candidate {
                 id: c.id,
                 name: c.name.clone(),
+                tag: c.tag.clone(),
                 reason,
             })
         })
@@ -470,48 +477,63 @@ async fn repair(
     until: Instant,
 ) -> Result<String, RepairError> {
     let settings = broker.settings();
-    // Unreadable: handouts found now are recorded on their alias instead, and nothing is
-    // saved over a record this run could not read.
-    let mut handouts = match handouts::load(settings).await {
+    // Unreadable: no handout is recorded this run (such rooms stay handed out, unrecorded),
+    // and nothing is saved over a record this run could not read.
+    let mut handouts = match handouts::load(settings, !dry_run).await {
         Ok(handouts) => Some(handouts),
         Err(e) => {
-            tracing::warn!(error = %e, "handout record unreadable; handouts are recorded in Pexip this run");
+            tracing::warn!(error = %e, "handout record unreadable; handouts are recorded next run");
             None
         }
     };
     let before = handouts.clone();
-    let (mut line, last) = repair_rooms(broker, inventory, &mut handouts, dry_run, until).await?;
-    if let Some(handouts) = handouts.as_mut().filter(|_| !dry_run) {
-        // Only rooms still handed out and unrecorded in Pexip keep their entry.
-        handouts.retain(|id| {
-            inventory.get(&id).is_some_and(|room| {
+    let mut seen = HashSet::new();
+    let result = repair_rooms(broker, inventory, &mut handouts, &mut seen, dry_run, until).await;
+    let Some(handouts) = handouts.as_mut().filter(|_| !dry_run) else {
+        return result;
+    };
+    // Kept: rooms still in Pexip, with no state on their alias, and no message seen for them
+    // in this run (a room back in the pool is confirmed afresh when handed out again).
+    handouts.retain(|id| {
+        !seen.contains(&id)
+            && inventory.get(&id).is_some_and(|room| {
                 matches!(
                     classify(room, settings),
                     RoomKind::Unrecorded | RoomKind::Unallocated(_)
-                ) && !last.as_ref().is_some_and(|look| look.reaches(room))
+                )
             })
-        });
-        if before.as_ref() != Some(handouts)
-            && let Err(e) = handouts::save(settings, handouts).await
-        {
+    });
+    if before.as_ref() == Some(handouts) {
+        return result;
+    }
+    // Saved even when the repair failed: recording needs neither Pexip nor the pool.
+    match (handouts::save(settings, handouts).await, result) {
+        (Ok(()), result) => result,
+        (Err(e), Ok(line)) => {
             tracing::warn!(error = %e, "could not save the handout record");
-            line.push_str(&format!("; handout record not saved ({e}): next run"));
+            Ok(format!("{line}; handout record not saved ({e}): next run"))
+        }
+        (Err(e), Err(failed)) => {
+            tracing::warn!(error = %e, "could not save the handout record");
+            Err(failed)
         }
     }
-    Ok(line)
 }
 
-/// Settles the rooms no message reaches; returns the summary and the last complete look.
+/// Settles the rooms no message reaches. `seen` collects the rooms any look found a message
+/// for.
 async fn repair_rooms(
     broker: &Broker,
     inventory: &HashMap<u64, Conference>,
     handouts: &mut Option<Handouts>,
+    seen: &mut HashSet<u64>,
     dry_run: bool,
     until: Instant,
-) -> Result<(String, Option<Look>), RepairError> {
+) -> Result<String, RepairError> {
     let settled = if dry_run { "would settle" } else { "settled" };
     let migrated = migrate(broker, inventory, dry_run).await;
     let first = look(broker, inventory, &HashSet::new(), dry_run, until).await?;
+    seen.extend(&first.ids);
     let known = handouts.clone().unwrap_or_default();
     let suspects = candidates(broker, inventory, &known, &first, OffsetDateTime::now_utc());
     let partial = if first.complete {
@@ -526,14 +548,13 @@ async fn repair_rooms(
             format!("{n} unusable messages removed")
         }
     };
-    let first_complete = |look: Look| look.complete.then_some(look);
     let gone = confirm_gone(broker, &first.unknown).await;
     if suspects.is_empty() && gone.is_empty() {
         let line = format!(
             "queue: {}; {migrated} rooms' state moved to their alias; no orphaned, unrecorded or leaked rooms{partial}",
             removed(first.removed)
         );
-        return Ok((line, first_complete(first)));
+        return Ok(line);
     }
     // The second look comes once every create that held a message at the first has handed
     // its room out or given the message back.
@@ -544,10 +565,11 @@ async fn repair_rooms(
             removed(first.removed),
             suspects.len()
         );
-        return Ok((line, first_complete(first)));
+        return Ok(line);
     }
     tokio::time::sleep(wait).await;
     let second = look(broker, inventory, &gone, dry_run, until).await?;
+    seen.extend(&second.ids);
     let mut done = Vec::new();
     let mut failed = 0;
     for suspect in suspects {
@@ -580,18 +602,16 @@ async fn repair_rooms(
         rooms(done.len()),
         done.join(", ")
     );
-    let last = first_complete(second).or_else(|| first_complete(first));
     if failed > 0 && broker.pexip().probe().await.is_err() {
         return Err(RepairError::Pexip(PexipError::Unavailable(format!(
             "{line}; {failed} rooms could not be settled"
         ))));
     }
-    let line = if failed > 0 {
+    Ok(if failed > 0 {
         format!("{line}; {failed} could not be settled (retried next run)")
     } else {
         line
-    };
-    Ok((line, last))
+    })
 }
 
 /// Rooms that messages name but the inventory lacks: gone for sure only if Pexip says so now.
@@ -643,14 +663,19 @@ async fn settle(
     dry_run: bool,
 ) -> Result<bool, PexipError> {
     let now_utc = OffsetDateTime::now_utc();
-    if suspect.reason == Reason::Unrecorded
-        && let Some(handouts) = handouts.as_mut()
-        && (dry_run || handouts.record(suspect.id, now_utc))
-    {
-        if !dry_run {
-            tracing::info!(room = %suspect.name, "handout recorded by the maintainer");
+    if suspect.reason == Reason::Unrecorded {
+        if dry_run {
+            return Ok(true);
         }
-        return Ok(true);
+        // Unreadable record: next run (the room stays handed out meanwhile).
+        let Some(handouts) = handouts.as_mut() else {
+            return Ok(false);
+        };
+        if handouts.record(suspect.id, &suspect.tag, now_utc) {
+            tracing::info!(room = %suspect.name, "handout recorded by the maintainer");
+            return Ok(true);
+        }
+        // The record is full: on the room's alias, in Pexip, below.
     }
     let Some(now) = broker.pexip().get_conference(suspect.id).await? else {
         return Ok(false);

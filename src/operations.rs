@@ -183,17 +183,30 @@ pub async fn get(settings: &Settings, id: &str) -> Result<Option<Operation>, Que
         queue.create_if_missing().await?;
         ENSURED.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let mut found: Option<Operation> = None;
-    for text in queue.peek(32).await? {
-        if let Ok(op) = serde_json::from_str::<Operation>(&text)
-            && op.id == id
-            && found.as_ref().is_none_or(|f| f.state == State::Running)
-        {
-            found = Some(op);
+    // A record being replaced on another instance is hidden for a moment (`store` receives
+    // the records to prune them): look again while the queue counts more than the peek shows.
+    for _ in 0..HIDDEN_RETRIES {
+        let texts = queue.peek(32).await?;
+        let mut found: Option<Operation> = None;
+        for text in &texts {
+            if let Ok(op) = serde_json::from_str::<Operation>(text)
+                && op.id == id
+                && found.as_ref().is_none_or(|f| f.state == State::Running)
+            {
+                found = Some(op);
+            }
         }
+        if found.is_some() || queue.approximate_count().await? <= texts.len() as u64 {
+            return Ok(found);
+        }
+        tokio::time::sleep(HIDDEN_PAUSE).await;
     }
-    Ok(found)
+    Ok(None)
 }
+
+/// How often, and how far apart, `get` looks again for records hidden by a concurrent `store`.
+const HIDDEN_RETRIES: u32 = 10;
+const HIDDEN_PAUSE: Duration = Duration::from_millis(200);
 
 /// `<pool queue>-ops`.
 pub static QUEUE: SideQueue = SideQueue::new("-ops");
@@ -223,7 +236,7 @@ async fn store(settings: &Settings, op: &Operation) {
         queue.create_if_missing().await?;
         queue.send(&record_text(op), Duration::ZERO).await?;
         let mut records = Vec::new();
-        for msg in queue.receive(32, Duration::from_secs(30)).await? {
+        for msg in queue.receive(32, Duration::from_secs(5)).await? {
             match serde_json::from_str::<Operation>(&msg.text) {
                 // An older record of this operation, or an unreadable one.
                 Ok(old) if old.id == op.id && old != *op => queue.delete(&msg).await?,

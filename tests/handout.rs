@@ -187,10 +187,10 @@ async fn a_room_being_handed_out_is_never_deleted_by_the_maintainer() {
     let report = maxconf::maintain::run(&app.state.broker, false).await;
     let logs = report.logs.join("\n");
     assert!(logs.contains("(handout not recorded)"), "{logs}");
-    let since = maxconf::handouts::load(app.state.broker.settings())
+    let since = maxconf::handouts::load(app.state.broker.settings(), false)
         .await
         .unwrap()
-        .since(taken)
+        .since(taken, common::app::SPEC_TAG)
         .expect("recorded");
     assert!(since >= released_at, "{since} < {released_at}");
     assert!(exists(&sim, taken));

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::app::{SPEC_UUI, TestApp};
+use common::app::{SPEC_TAG, SPEC_UUI, TestApp};
 use maxconf::pexip::Conference;
 use maxconf::pool::message::{PoolMessage, PooledRoom, decode};
 use maxconf::sim::{SimConfig, SimServer, Simulator};
@@ -537,8 +537,8 @@ async fn timers_disabled_are_logged_no_ops() {
 }
 
 /// A pool handout writes only its tag. The maintainer records it in storage, not in Pexip, at
-/// a time never before the handout; the reaper counts from that time, and the record keeps
-/// only rooms still handed out.
+/// a time not before the handout; the reaper counts from that time, and the record keeps only
+/// rooms still handed out. A dry run leaves the record as it was.
 #[tokio::test]
 async fn handouts_are_recorded_in_storage_and_reaped_from_then() {
     use maxconf::handouts::{self, Handouts};
@@ -550,11 +550,9 @@ async fn handouts_are_recorded_in_storage_and_reaped_from_then() {
     .await;
     let settings = app.state.broker.settings();
     app.seed(1).await;
-    let before = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap();
     let response = app.create(SPEC_UUI).await;
     assert_eq!(response.status(), 200);
+    let answered = time::OffsetDateTime::now_utc();
     let body: Value = response.json().await.unwrap();
     let held = body["name"].as_str().unwrap().to_owned();
     let id = body["id"].as_u64().unwrap();
@@ -564,6 +562,15 @@ async fn handouts_are_recorded_in_storage_and_reaped_from_then() {
             .finish_background_work(Duration::from_secs(10))
             .await
     );
+
+    // A dry run reports the handout and records nothing.
+    let (ok, reply) = invoke_reap_dry_run(&app).await;
+    assert!(ok, "{reply}");
+    assert!(
+        reply.contains(&format!("{held} (handout not recorded)")),
+        "{reply}"
+    );
+    assert!(!matches!(handouts::load(settings, false).await, Ok(h) if !h.is_empty()));
 
     sim.sim.clear_request_log();
     let report = maxconf::maintain::run(&app.state.broker, false).await;
@@ -580,13 +587,15 @@ async fn handouts_are_recorded_in_storage_and_reaped_from_then() {
         .filter(|r| r.method != "GET")
         .collect();
     assert!(writes.is_empty(), "the record went to Pexip: {writes:?}");
-    let record = handouts::load(settings).await.unwrap();
-    let since = record.since(id).expect("the handout is on record");
+    let record = handouts::load(settings, false).await.unwrap();
+    let since = record
+        .since(id, SPEC_TAG)
+        .expect("the handout is on record");
     assert!(
-        since >= before,
-        "recorded before the handout: {since} < {before}"
+        since >= answered,
+        "recorded before the answer: {since} < {answered}"
     );
-    assert!(since <= time::OffsetDateTime::now_utc());
+    assert!(since <= time::OffsetDateTime::now_utc() + time::Duration::seconds(1));
     let stored = sim.sim.room_by_name(&held).unwrap();
     assert!(
         stored["aliases"][0]["description"]
@@ -604,11 +613,16 @@ async fn handouts_are_recorded_in_storage_and_reaped_from_then() {
         "{logs}"
     );
     assert!(sim.sim.room_by_name(&held).is_some());
-    assert_eq!(handouts::load(settings).await.unwrap(), record);
+    assert_eq!(handouts::load(settings, false).await.unwrap(), record);
 
-    // On record as handed out long ago: reaped as leaked, then dropped from the record.
+    // On record as handed out long ago with the tag it carries: reaped as leaked, then
+    // dropped from the record.
     let mut old = Handouts::default();
-    assert!(old.record(id, time::macros::datetime!(2020-01-01 00:00:00 UTC)));
+    assert!(old.record(
+        id,
+        SPEC_TAG,
+        time::macros::datetime!(2020-01-01 00:00:00 UTC)
+    ));
     handouts::save(settings, &old).await.unwrap();
     let report = maxconf::maintain::run(&app.state.broker, false).await;
     let logs = report.logs.join("\n");
@@ -616,6 +630,72 @@ async fn handouts_are_recorded_in_storage_and_reaped_from_then() {
     assert!(sim.sim.room_by_name(&held).is_none(), "{logs}");
     let report = maxconf::maintain::run(&app.state.broker, false).await;
     assert!(!report.failed, "{:?}", report.logs);
-    assert!(handouts::load(settings).await.unwrap().is_empty());
+    assert!(handouts::load(settings, false).await.unwrap().is_empty());
     assert_books_balance(&app, &sim).await;
+}
+
+/// An old time on record for a room that went back to the pool never ages its next handout:
+/// the time counts only with the tag it was recorded with, and a message seen for the room
+/// drops it. A record this release cannot read is not saved over.
+#[tokio::test]
+async fn an_old_record_never_reaps_a_room_handed_out_again() {
+    use maxconf::handouts::{self, Handouts};
+    let sim = sim().await;
+    let app = TestApp::spawn_with(
+        &sim.base_url(),
+        &[("POOL_TARGET_SIZE", "0"), ("PEXIP_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    let settings = app.state.broker.settings();
+    let long_ago = time::macros::datetime!(2020-01-01 00:00:00 UTC);
+    let ours = |name: &str, tag: &str| {
+        sim.sim
+            .insert_room(json!({"name": name, "tag": tag, "allow_guests": true,
+                "pin": "123456", "guest_pin": "654321",
+                "aliases": [{"alias": name, "description": format!("maxconf:created:{LONG_AGO}")}]}))
+            .unwrap()
+    };
+    // Handed out (a new session's tag, no message), on record from an earlier session.
+    let again = ours("again", SPEC_TAG);
+    // In the pool (a message reaches it), on record from an earlier handout.
+    let pooled = ours("pooled", "");
+    enqueue_room(&app, &sim, "pooled").await;
+    let mut old = Handouts::default();
+    assert!(old.record(
+        again,
+        "https://id.gov.bc.ca/idcheck/protected/video/earlier",
+        long_ago
+    ));
+    assert!(old.record(
+        pooled,
+        "https://id.gov.bc.ca/idcheck/protected/video/earlier",
+        long_ago
+    ));
+    handouts::save(settings, &old).await.unwrap();
+
+    let report = maxconf::maintain::run(&app.state.broker, false).await;
+    let logs = report.logs.join("\n");
+    assert!(!report.failed, "{logs}");
+    assert!(
+        sim.sim.room_by_name("again").is_some(),
+        "reaped from an old record: {logs}"
+    );
+    assert!(sim.sim.room_by_name("pooled").is_some(), "{logs}");
+    let record = handouts::load(settings, false).await.unwrap();
+    // Recorded afresh with its own tag; the pooled room's entry is gone.
+    let since = record.since(again, SPEC_TAG).expect("recorded afresh");
+    assert!(since > long_ago);
+    assert!(!record.contains(pooled), "{record:?}");
+
+    // A record this release cannot read: the run records nothing and leaves it in place.
+    let queue = maxconf::handouts::QUEUE
+        .queue(settings, Duration::from_secs(5))
+        .unwrap();
+    queue.clear().await.unwrap();
+    queue.send(r#"{"v":2}"#, Duration::ZERO).await.unwrap();
+    let report = maxconf::maintain::run(&app.state.broker, false).await;
+    assert!(!report.failed, "{:?}", report.logs);
+    assert_eq!(queue.peek(32).await.unwrap(), [r#"{"v":2}"#]);
+    assert!(handouts::load(settings, false).await.is_err());
+    assert!(sim.sim.room_by_name("again").is_some());
 }

@@ -560,3 +560,40 @@ async fn an_operation_started_on_one_instance_is_followed_from_another() {
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["pool"]["total"], 1, "{status:#}");
 }
+
+/// Another instance replacing the records hides them for a moment (it receives them to prune
+/// the old ones). A look-up then waits for the record instead of answering 404, which would
+/// end an operator's remote command in the middle of an operation.
+#[tokio::test]
+async fn an_operation_whose_record_is_briefly_hidden_is_still_found() {
+    let sim = sim().await;
+    let app = TestApp::spawn(&sim.base_url()).await;
+    let settings = app.state.broker.settings();
+    let id = "0b5e1e8e-0000-4000-8000-0000000000aa";
+    let record = json!({"id": id, "command": "gc --dry-run", "state": "succeeded",
+        "started_at": "2026-12-01T00:00:00Z", "finished_at": "2026-12-01T00:00:01Z",
+        "entries": []});
+    let queue = maxconf::operations::QUEUE
+        .queue(settings, Duration::from_secs(5))
+        .unwrap();
+    queue.create_if_missing().await.unwrap();
+    queue
+        .send(&record.to_string(), Duration::ZERO)
+        .await
+        .unwrap();
+    let held = queue.receive(32, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let found = maxconf::operations::get(settings, id)
+        .await
+        .unwrap()
+        .expect("found once the other instance lets go");
+    assert_eq!(found.state, maxconf::operations::State::Succeeded);
+    // An operation no record names is still not found.
+    let missing = "0b5e1e8e-0000-4000-8000-0000000000ab";
+    assert!(
+        maxconf::operations::get(settings, missing)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
