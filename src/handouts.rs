@@ -11,9 +11,9 @@
 //! on the same room at both looks; README, "Room state").
 //!
 //! One record on `<pool queue>-handouts`, replaced by each maintainer run that changes it.
-//! A record that is lost or unreadable loses nothing but time: its rooms are recorded again,
-//! later. Beyond [`MAX_ROOMS`] (a queue message holds 64 KiB), rooms are recorded on their
-//! alias in Pexip instead.
+//! A record that cannot be read is never saved over (that run records nothing); one that is
+//! lost costs time: its rooms are recorded again, later. Beyond [`MAX_ROOMS`] (a queue message
+//! holds 64 KiB), rooms are recorded on their alias in Pexip instead.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

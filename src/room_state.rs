@@ -109,9 +109,9 @@ pub enum RoomKind {
     Unallocated(OffsetDateTime),
     /// Handed out at that time.
     Allocated(OffsetDateTime),
-    /// Carries a tag although no handout is recorded: a handout whose record has not landed
-    /// yet (or was cut off by a kill), or one made by the previous release. Treated as handed
-    /// out when no message reaches it; the maintainer then records it.
+    /// Carries a tag and no handout on its alias: a pool handout (its time, if the maintainer
+    /// has recorded it, is in [`crate::handouts`]), or one made by the previous release.
+    /// Treated as handed out when no message reaches it.
     Unrecorded,
 }
 
