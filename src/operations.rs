@@ -177,11 +177,14 @@ pub async fn get(settings: &Settings, id: &str) -> Result<Option<Operation>, Que
         return Ok(Some(op));
     }
     let queue = queue(settings)?;
-    // No operation recorded yet on this account: the queue may not exist. Once per process.
-    static ENSURED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !ENSURED.load(std::sync::atomic::Ordering::Relaxed) {
+    // No operation recorded yet on this account: the queue may not exist. Once per queue and
+    // process (the tests run several apps, each with its own queues, in one process).
+    static ENSURED: LazyLock<Mutex<std::collections::HashSet<String>>> =
+        LazyLock::new(Default::default);
+    let name = QUEUE.name(settings);
+    if !ENSURED.lock().expect("ensured lock").contains(&name) {
         queue.create_if_missing().await?;
-        ENSURED.store(true, std::sync::atomic::Ordering::Relaxed);
+        ENSURED.lock().expect("ensured lock").insert(name);
     }
     // A record being replaced on another instance is hidden for a moment (`store` receives
     // the records to prune them): look again while the queue counts more than the peek shows.
