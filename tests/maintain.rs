@@ -648,13 +648,7 @@ async fn an_old_record_never_reaps_a_room_handed_out_again() {
     .await;
     let settings = app.state.broker.settings();
     let long_ago = time::macros::datetime!(2020-01-01 00:00:00 UTC);
-    let ours = |name: &str, tag: &str| {
-        sim.sim
-            .insert_room(json!({"name": name, "tag": tag, "allow_guests": true,
-                "pin": "123456", "guest_pin": "654321",
-                "aliases": [{"alias": name, "description": format!("maxconf:created:{LONG_AGO}")}]}))
-            .unwrap()
-    };
+    let ours = |name: &str, tag: &str| common::app::insert_our_room(&sim.sim, name, tag);
     // Handed out (a new session's tag, no message), on record from an earlier session.
     let again = ours("again", SPEC_TAG);
     // In the pool (a message reaches it), on record from an earlier handout.

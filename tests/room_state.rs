@@ -145,13 +145,7 @@ async fn clearing_the_tag_of_a_pool_handout_records_it_first() {
         &[("POOL_TARGET_SIZE", "0"), ("PEXIP_TIMEOUT_SECS", "1")],
     )
     .await;
-    let ours = |name: &str, tag: &str| {
-        sim.sim
-            .insert_room(json!({"name": name, "tag": tag, "allow_guests": true,
-                "pin": "123456", "guest_pin": "654321",
-                "aliases": [{"alias": name, "description": format!("maxconf:created:{LONG_AGO}")}]}))
-            .unwrap()
-    };
+    let ours = |name: &str, tag: &str| common::app::insert_our_room(&sim.sim, name, tag);
     ours("held", SPEC_TAG);
     // What `held` would be without the record first: an orphan.
     ours("orphan", "");

@@ -19,6 +19,17 @@ pub const PEXIP_PASSWORD: &str = "pexip-password-abc";
 pub const SPEC_UUI: &str = "6964264d54497a4e4455324c4463324e54517a4d67;encoding=hex";
 pub const SPEC_TAG: &str = "https://id.gov.bc.ca/idcheck/protected/video/MTIzNDU2LDc2NTQzMg";
 
+/// Inserts a room as this release makes it (`created` long ago on its own alias) carrying
+/// `tag`: with a tag, a pool handout as it stands after the create; without, a pool room.
+pub fn insert_our_room(sim: &maxconf::sim::Simulator, name: &str, tag: &str) -> u64 {
+    sim.insert_room(
+        serde_json::json!({"name": name, "tag": tag, "allow_guests": true,
+        "pin": "123456", "guest_pin": "654321",
+        "aliases": [{"alias": name, "description": "maxconf:created:2020-01-01T00:00:00Z"}]}),
+    )
+    .unwrap()
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
