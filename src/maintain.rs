@@ -11,7 +11,7 @@
 //!   (a refill killed before its send, or a create killed between its message delete and its
 //!   PATCH), once older than warm-up plus a create's lease;
 //! - handouts (a tag and no message) are recorded in storage ([`crate::handouts`]), with the
-//!   time of the second look: never before the handout;
+//!   time of the second look (after the handout) and the room's tag;
 //! - **leaked** rooms, handed out more than `ROOM_MAX_AGE_HOURS` ago (by their alias, or by the
 //!   handout record), are deleted;
 //! - the pool is topped up to `POOL_TARGET_SIZE`.
@@ -654,8 +654,9 @@ async fn migrate(broker: &Broker, inventory: &HashMap<u64, Conference>, dry_run:
     migrated
 }
 
-/// Records a handout (in storage, or on the alias when the record is full or unreadable), or
-/// reads the room back and deletes it if it is still what made it a candidate.
+/// Records a handout (in storage, or on the alias when the record is full; not at all this run
+/// when it is unreadable), or reads the room back and deletes it if it is still what made it a
+/// candidate.
 async fn settle(
     broker: &Broker,
     suspect: &Candidate,
