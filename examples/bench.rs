@@ -948,38 +948,41 @@ fn write_calls(md: &mut String, burst: &BurstScenario) {
         "|---|---:|---:|---:|{}",
         if big.is_some() { "---:|" } else { "" }
     );
-    let get = |m: &BTreeMap<String, usize>, k: &String| m.get(k).copied().unwrap_or(0);
-    for kind in &kinds {
-        let (c, a) = (get(&counted.critical, kind), get(&counted.after, kind));
+    // One row: calls on the critical path, after the answer, in all, and in the big burst.
+    let mut row = |label: &str, c: usize, a: usize, in_burst: Option<usize>, bold: bool| {
+        let b = if bold { "**" } else { "" };
+        let cell = |n: usize, creates: usize| format!(" {b}{}{b} |", per_create(n, creates));
+        let n = counted.creates;
         let _ = write!(
             md,
-            "| `{kind}` | {} | {} | {} |",
-            per_create(c, counted.creates),
-            per_create(a, counted.creates),
-            per_create(c + a, counted.creates)
+            "| {label} |{}{}{}",
+            cell(c, n),
+            cell(a, n),
+            cell(c + a, n)
         );
-        if let Some(b) = big {
-            let _ = write!(md, " {} |", per_create(get(&b.calls, kind), b.creates));
+        if let (Some(burst), Some(big)) = (in_burst, big) {
+            let _ = write!(md, "{}", cell(burst, big.creates));
         }
         let _ = writeln!(md);
-    }
-    let c: usize = counted.critical.values().sum();
-    let a: usize = counted.after.values().sum();
-    let _ = write!(
-        md,
-        "| **all** | **{}** | **{}** | **{}** |",
-        per_create(c, counted.creates),
-        per_create(a, counted.creates),
-        per_create(c + a, counted.creates)
-    );
-    if let Some(b) = big {
-        let _ = write!(
-            md,
-            " **{}** |",
-            per_create(b.calls.values().sum(), b.creates)
+    };
+    let get = |m: &BTreeMap<String, usize>, k: &String| m.get(k).copied().unwrap_or(0);
+    for kind in &kinds {
+        row(
+            &format!("`{kind}`"),
+            get(&counted.critical, kind),
+            get(&counted.after, kind),
+            big.map(|b| get(&b.calls, kind)),
+            false,
         );
     }
-    let _ = writeln!(md, "\n");
+    row(
+        "**all**",
+        counted.critical.values().sum(),
+        counted.after.values().sum(),
+        big.map(|b| b.calls.values().sum()),
+        true,
+    );
+    let _ = writeln!(md);
 }
 
 fn report(options: &Options, runs: &[Run], azurite_rss_kib: u64) -> String {

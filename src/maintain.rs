@@ -32,7 +32,7 @@ use crate::broker::Broker;
 use crate::conference::Conference;
 use crate::config::Settings;
 use crate::handouts::{self, Handouts};
-use crate::pexip::PexipError;
+use crate::pexip::{PexipClient, PexipError};
 use crate::pool::message::{self, PoolMessage, PooledRoom};
 use crate::pool::{MAX_BATCH, QueueError};
 use crate::room_state::{self, Recorded, RoomState};
@@ -636,22 +636,36 @@ async fn migrate(broker: &Broker, inventory: &HashMap<u64, Conference>, dry_run:
         if broker.settings().rooms.is_persistent(&room.name) {
             continue;
         }
-        let Some(alias) = room_state::own_alias(room) else {
+        if room_state::own_alias(room).is_none() {
             continue;
-        };
+        }
         if dry_run {
             migrated += 1;
             continue;
         }
-        let body = json!({"description": state.to_string()});
-        match broker.pexip().patch_alias(alias.id, &body).await {
-            Ok(()) => migrated += 1,
+        match write_state(broker.pexip(), room, state).await {
+            Ok(_) => migrated += 1,
             Err(e) => {
                 tracing::warn!(room = %room.name, error = %e, "could not move the room's state to its alias")
             }
         }
     }
     migrated
+}
+
+/// Writes `state` on the room's own alias (where callers cannot change it); false when the
+/// room has none.
+pub(crate) async fn write_state(
+    pexip: &PexipClient,
+    room: &Conference,
+    state: RoomState,
+) -> Result<bool, PexipError> {
+    let Some(alias) = room_state::own_alias(room) else {
+        return Ok(false);
+    };
+    let body = json!({"description": state.to_string()});
+    pexip.patch_alias(alias.id, &body).await?;
+    Ok(true)
 }
 
 /// Records a handout (in storage, or on the alias when the record is full; not at all this run
@@ -694,11 +708,9 @@ async fn settle(
         return Ok(still);
     }
     if suspect.reason == Reason::Unrecorded {
-        let Some(alias) = room_state::own_alias(&now) else {
+        if !write_state(broker.pexip(), &now, RoomState::allocated_now()).await? {
             return Ok(false);
-        };
-        let body = json!({"description": RoomState::allocated_now().to_string()});
-        broker.pexip().patch_alias(alias.id, &body).await?;
+        }
         tracing::info!(room = %suspect.name, "handout recorded on the room's alias by the maintainer");
         return Ok(true);
     }

@@ -7,13 +7,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::AppState;
 use crate::error::AppError;
+use crate::maintain::{self, RoomKind};
 use crate::pexip::{Conference, PexipError};
 use crate::room::{ConstrainedConference, RoomName};
-use crate::room_state::{self, RoomKind, RoomState};
+use crate::room_state::RoomState;
 use crate::uui::{self, UuiError};
 
 pub fn router() -> Router<AppState> {
@@ -214,18 +215,15 @@ fn clears_tag(changes: &Map<String, Value>) -> bool {
 /// (which the maintainer deletes). Nothing changes if this fails.
 async fn record_before_untag(state: &AppState, room: &Conference) -> Result<(), AppError> {
     let broker = &state.broker;
-    if room_state::classify(room, |n| broker.settings().rooms.is_persistent(n))
-        != RoomKind::Unrecorded
-    {
+    if maintain::classify(room, broker.settings()) != RoomKind::Unrecorded {
         return Ok(());
     }
-    let Some(alias) = room_state::own_alias(room) else {
-        return Ok(());
-    };
-    let record = json!({"description": RoomState::allocated_now().to_string()});
-    match broker.caller_pexip().patch_alias(alias.id, &record).await {
-        Ok(()) => {
-            tracing::info!(room = %room.name, "handout recorded on the alias before its tag is cleared");
+    let allocated = RoomState::allocated_now();
+    match maintain::write_state(broker.caller_pexip(), room, allocated).await {
+        Ok(recorded) => {
+            if recorded {
+                tracing::info!(room = %room.name, "handout recorded on the alias before its tag is cleared");
+            }
             Ok(())
         }
         Err(PexipError::NotFound) => Err(AppError::NotFound(format!(
